@@ -1,0 +1,35 @@
+# Two commands: `make run` and `make test`. Everything else is a helper for them.
+BUILD      ?= build
+TESTBUILD  ?= build-test
+DATA       ?= ./data
+LISTEN     ?= 127.0.0.1:8080
+JOBS       ?= $(shell nproc)
+
+.PHONY: all setup build run test bench clean format
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: setup $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@bash scripts/run.sh $(BUILD)/imprint $(DATA) $(LISTEN)
+
+$(TESTBUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(TESTBUILD) -DCMAKE_BUILD_TYPE=Debug -DIMP_SANITIZE=ON >/dev/null
+
+test: setup $(TESTBUILD)/Makefile
+	cmake --build $(TESTBUILD) -j $(JOBS)
+	cd $(TESTBUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(TESTBUILD)

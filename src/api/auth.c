@@ -1,0 +1,172 @@
+#include "api/auth.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/limits.h"
+#include "core/mem.h"
+#include "core/timeutil.h"
+
+#define JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+#define JWT_MAX 2048
+
+void imp_secret_hash(const imp_keys *keys, const char *secret, char hash[65])
+{
+	uint8_t mac[IMP_HMAC_LEN];
+	imp_hmac(keys->hmac, secret, strlen(secret), mac);
+	imp_hex(mac, sizeof mac, hash);
+}
+
+imp_err imp_api_key_new(const imp_keys *keys, char *key, char *hash)
+{
+	uint8_t raw[32];
+	if(imp_random(raw, sizeof raw)) return IMP_ERR_CRYPTO;
+	memcpy(key, IMP_API_KEY_PREFIX, 4);
+	imp_b64_encode(raw, sizeof raw, key + 4, 1);
+	imp_secret_hash(keys, key, hash);
+	sodium_memzero(raw, sizeof raw);
+	return IMP_OK;
+}
+
+imp_err imp_jwt_make(const imp_keys *keys, const char *user_id, const char *account_id, const char *sid, char **out)
+{
+	uint64_t now = imp_now_ms() / 1000;
+	json_t *claims = json_pack("{s:s, s:s, s:s, s:[s], s:I, s:I}", "userId", user_id, "accountId", account_id,
+	                           "id", sid, "roles", "admin", "iat", (json_int_t)now, "exp",
+	                           (json_int_t)(now + IMP_JWT_TTL_S));
+	char *payload = claims ? json_dumps(claims, JSON_COMPACT) : NULL;
+	json_decref(claims);
+	if(!payload) return IMP_ERR_NOMEM;
+	char buf[JWT_MAX];
+	size_t n = imp_b64_encode(JWT_HEADER, strlen(JWT_HEADER), buf, 1);
+	buf[n++] = '.';
+	n += imp_b64_encode(payload, strlen(payload), buf + n, 1);
+	free(payload);
+	uint8_t mac[IMP_HMAC_LEN];
+	imp_hmac(keys->jwt, buf, n, mac);
+	buf[n++] = '.';
+	imp_b64_encode(mac, sizeof mac, buf + n, 1);
+	*out = imp_strdup(buf);
+	return *out ? IMP_OK : IMP_ERR_NOMEM;
+}
+
+/* Checks signature and expiry; returns the claims (caller frees) or NULL. */
+static json_t *jwt_verify(const imp_keys *keys, const char *tok, int allow_expired, int *expired)
+{
+	size_t len = strlen(tok);
+	const char *dot1 = strchr(tok, '.');
+	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	*expired = 0;
+	if(len > JWT_MAX || !dot2 || strchr(dot2 + 1, '.')) return NULL;
+	uint8_t mac[IMP_HMAC_LEN], given[IMP_HMAC_LEN + 2];
+	imp_hmac(keys->jwt, tok, (size_t)(dot2 - tok), mac);
+	if(imp_b64_decode(dot2 + 1, strlen(dot2 + 1), given, sizeof given, 1) != IMP_HMAC_LEN ||
+	   !imp_ct_equal(mac, given, IMP_HMAC_LEN))
+		return NULL;
+	uint8_t payload[JWT_MAX];
+	long pn = imp_b64_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), payload, sizeof payload, 1);
+	if(pn <= 0) return NULL;
+	json_t *c = json_loadb((const char *)payload, (size_t)pn, JSON_REJECT_DUPLICATES, NULL);
+	json_t *exp = json_object_get(c, "exp");
+	if(!json_is_integer(exp) || !json_is_string(json_object_get(c, "userId")) ||
+	   !json_is_string(json_object_get(c, "accountId")) || !json_is_string(json_object_get(c, "id"))) {
+		json_decref(c);
+		return NULL;
+	}
+	if((uint64_t)json_integer_value(exp) <= imp_now_ms() / 1000) {
+		*expired = 1;
+		if(!allow_expired) {
+			json_decref(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+static imp_err from_api_key(imp_req *r, const char *tok)
+{
+	char hash[65];
+	imp_secret_hash(&r->app->keys, tok, hash);
+	imp_entity e;
+	imp_err rc = imp_db_find_by_secret(r->db, &imp_kind_api_key, hash, &e);
+	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "the API key is not valid");
+	if(rc) return api_fail(r, rc, NULL, NULL, "could not check the API key");
+	r->who.type = IMP_ACTOR_API_KEY;
+	r->who.account = e.account;
+	r->who.account_id = e.account_id;
+	r->who.actor_id = e.id;
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(e.doc, "scopes"), i, s) {
+		int bit = imp_choice_index(imp_scope_names, json_string_value(s));
+		if(bit >= 0) r->who.scopes |= 1u << bit;
+	}
+	imp_entity_clear(&e);
+	return IMP_OK;
+}
+
+static imp_err from_jwt(imp_req *r, const char *tok, int allow_expired)
+{
+	int expired;
+	json_t *c = jwt_verify(&r->app->keys, tok, allow_expired, &expired);
+	if(!c) {
+		return api_fail(r, IMP_ERR_UNAUTHORIZED, expired ? "token_expired" : "invalid_token", NULL,
+		                expired ? "the token has expired; renew the session or log in again" : "the token is not valid");
+	}
+	const char *user = json_string_value(json_object_get(c, "userId"));
+	const char *account = json_string_value(json_object_get(c, "accountId"));
+	const char *sid = json_string_value(json_object_get(c, "id"));
+	imp_err rc = IMP_OK;
+	if(!imp_id_valid(user) || !imp_id_valid(account) || !imp_id_valid(sid)) {
+		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "the token is not valid");
+		goto out;
+	}
+	rc = imp_db_session_check(r->db, sid, user, imp_now_ms());
+	if(!rc) rc = imp_db_account_key(r->db, account, &r->who.account);
+	if(rc == IMP_ERR_NOT_FOUND) {
+		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "session_ended", NULL, "the session has ended; log in again");
+		goto out;
+	}
+	if(rc) {
+		rc = api_fail(r, rc, NULL, NULL, "could not check the session");
+		goto out;
+	}
+	r->who.type = IMP_ACTOR_USER;
+	snprintf(r->who.account_id.s, sizeof r->who.account_id.s, "%s", account);
+	snprintf(r->who.actor_id.s, sizeof r->who.actor_id.s, "%s", user);
+	r->who.scopes = IMP_SCOPE_ADMIN;
+out:
+	json_decref(c);
+	return rc;
+}
+
+imp_err imp_auth_resolve(imp_req *r, int allow_expired)
+{
+	const char *h = api_header(r, "Authorization");
+	if(!h) return api_fail(r, IMP_ERR_UNAUTHORIZED, "missing_token", NULL, "an Authorization: Bearer token is required");
+	if(strncasecmp(h, "Bearer ", 7) != 0)
+		return api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "the Authorization header must be Bearer <token>");
+	const char *tok = h + 7;
+	while(*tok == ' ') tok++;
+	if(strncmp(tok, IMP_API_KEY_PREFIX, 4) == 0) {
+		if(strlen(tok) != IMP_API_KEY_LEN) return api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "the API key is not valid");
+		return from_api_key(r, tok);
+	}
+	return from_jwt(r, tok, allow_expired);
+}
+
+imp_err imp_password_hash(const char *password, char *out, size_t out_len)
+{
+	if(out_len < crypto_pwhash_STRBYTES) return IMP_ERR_NOMEM;
+	if(crypto_pwhash_str(out, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+	                     crypto_pwhash_MEMLIMIT_INTERACTIVE / 2) != 0)
+		return IMP_ERR_NOMEM;
+	return IMP_OK;
+}
+
+int imp_password_check(const char *hash, const char *password)
+{
+	return crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
+}

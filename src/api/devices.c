@@ -1,0 +1,141 @@
+/* Devices: the registry. Generic fields come from the kind; this file adds the template's
+ * custom fields (validated on create and update) and the channels each device gets from
+ * its template. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/resource.h"
+#include "core/limits.h"
+#include "core/rules.h"
+
+static json_t *take_doc(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
+{
+	json_t *d = json_copy(e->doc);
+	if(d && json_object_set_new(d, "id", json_string(e->id.s))) {
+		json_decref(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* The entities of kind k whose field equals id, as an array of their documents. */
+static imp_err docs_where(imp_db *db, const imp_kind *k, int64_t account, const char *field, const char *id,
+                          json_t **out)
+{
+	imp_filter f = {field, id};
+	imp_query q = {.filters = &f, .nfilters = 1, .sort = "created", .page = 1, .page_size = 1000, .after = -1};
+	int64_t count, last;
+	*out = json_array();
+	if(!*out) return IMP_ERR_NOMEM;
+	imp_err rc = imp_db_list(db, k, account, &q, take_doc, NULL, *out, &count, &last);
+	if(rc) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static json_t *find_named(json_t *docs, const char *name)
+{
+	size_t i;
+	json_t *d;
+	json_array_foreach(docs, i, d) {
+		if(strcmp(json_string_value(json_object_get(d, "name")), name) == 0) return d;
+	}
+	return NULL;
+}
+
+static imp_err device_validate(imp_req *r, json_t *doc, const imp_entity *old)
+{
+	const char *tid = json_string_value(json_object_get(doc, "deviceTemplateId"));
+	json_t *fields;
+	imp_err rc = docs_where(r->db, &imp_kind_device_field, r->who.account, "deviceTemplateId", tid, &fields);
+	if(rc) return rc;
+	const char *name;
+	json_t *v;
+	char why[160];
+	json_object_foreach(doc, name, v) {
+		if(imp_kind_field(&imp_kind_device, name)) continue;
+		json_t *f = find_named(fields, name);
+		if(!f) {
+			char safe[IMP_FIELD_NAME_MAX + 1];
+			snprintf(safe, sizeof safe, "%s", name);
+			for(char *p = safe; *p; p++) {
+				if((unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f) *p = '?';
+			}
+			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "unknown_field", safe,
+			              "unknown field %s: not a device field nor a custom field of the template", safe);
+			goto out;
+		}
+		imp_field_type t = imp_field_type_parse(json_string_value(json_object_get(f, "fieldType")));
+		int bad = imp_field_value_check(t, v, why, sizeof why);
+		if(!bad && json_is_null(v) && json_is_true(json_object_get(f, "required"))) {
+			bad = 2;
+			snprintf(why, sizeof why, "is required");
+		}
+		if(bad) {
+			rc = api_fail(r, bad == 1 ? IMP_ERR_BAD_REQUEST : IMP_ERR_INVALID, bad == 1 ? "invalid_type" : "invalid_field",
+			              json_string_value(json_object_get(f, "name")), "%s %s",
+			              json_string_value(json_object_get(f, "name")), why);
+			goto out;
+		}
+	}
+	if(!old) {
+		size_t i;
+		json_t *f;
+		json_array_foreach(fields, i, f) {
+			const char *fname = json_string_value(json_object_get(f, "name"));
+			if(json_object_get(doc, fname)) continue;
+			json_t *def = json_object_get(f, "default");
+			if(def && !json_is_null(def)) {
+				json_object_set(doc, fname, def);
+			} else if(json_is_true(json_object_get(f, "required"))) {
+				rc = api_fail(r, IMP_ERR_INVALID, "missing_field", fname, "%s is required by the device template", fname);
+				goto out;
+			}
+		}
+	}
+out:
+	json_decref(fields);
+	return rc;
+}
+
+/* channels: one per channel template of the device's template, with its full topic. */
+static imp_err device_channels(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache)
+{
+	const char *tid = json_string_value(json_object_get(e->doc, "deviceTemplateId"));
+	imp_render_cache local = {{0}, NULL};
+	if(!cache) cache = &local;
+	if(!cache->value || strcmp(cache->key, tid) != 0) {
+		json_decref(cache->value);
+		cache->value = NULL;
+		imp_err rc = docs_where(db, &imp_kind_channel_template, e->account, "entityId", tid, &cache->value);
+		if(rc) return rc;
+		snprintf(cache->key, sizeof cache->key, "%s", tid);
+	}
+	json_t *channels = json_array();
+	size_t i;
+	json_t *c;
+	imp_err rc = channels ? IMP_OK : IMP_ERR_NOMEM;
+	json_array_foreach(cache->value, i, c) {
+		if(rc) break;
+		char topic[256];
+		const char *name = json_string_value(json_object_get(c, "name"));
+		snprintf(topic, sizeof topic, "xi/blue/v1/%s/d/%s/%s", e->account_id.s, e->id.s, name);
+		json_t *ch = json_pack("{s:O?, s:s, s:O?, s:O?, s:s}", "channelTemplateId", json_object_get(c, "id"),
+		                       "channelTemplateName", name, "persistenceType", json_object_get(c, "persistenceType"),
+		                       "permission", json_object_get(c, "permission"), "channel", topic);
+		if(!ch || json_array_append_new(channels, ch)) rc = IMP_ERR_NOMEM;
+	}
+	json_decref(local.value);
+	if(!rc) rc = json_object_set_new(obj, "channels", channels) ? IMP_ERR_NOMEM : IMP_OK;
+	else json_decref(channels);
+	return rc;
+}
+
+const imp_resource imp_res_device = {
+	.kind = &imp_kind_device,
+	.open_fields = 1,
+	.validate = device_validate,
+	.render_extra = device_channels,
+};

@@ -1,0 +1,134 @@
+/* The request and response of one API call, as handlers see them. The HTTP library
+ * (libmicrohttpd) stays in server.c; handlers read the request through these helpers and
+ * answer with api_reply() or by returning an error set with api_fail(). */
+#ifndef IMP_API_HTTP_H
+#define IMP_API_HTTP_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/ids.h"
+#include "core/keys.h"
+#include "store/store.h"
+
+struct MHD_Connection;
+typedef struct imp_ratelimit imp_ratelimit;
+
+/* Process-wide state the handlers share. */
+typedef struct imp_app {
+	imp_store *store;
+	imp_keys keys;
+	imp_ratelimit *login_by_email;
+	imp_ratelimit *login_by_addr;
+} imp_app;
+
+typedef enum { IMP_ACTOR_NONE, IMP_ACTOR_USER, IMP_ACTOR_API_KEY } imp_actor_type;
+
+/* Who is calling: resolved from the Authorization header before the handler runs. */
+typedef struct {
+	imp_actor_type type;
+	int64_t account;
+	imp_id account_id;
+	imp_id actor_id;      /* account user id or API key id */
+	unsigned scopes;      /* IMP_SCOPE_* bits */
+} imp_principal;
+
+typedef struct imp_route imp_route;
+
+#define IMP_PARAMS_MAX 3
+
+typedef struct imp_req {
+	imp_app *app;
+	struct MHD_Connection *conn;
+	const char *method;
+	const char *url;
+	const imp_route *route;
+	char params[IMP_PARAMS_MAX][IMP_UUID_LEN * 2 + 1]; /* {id} segments of the path */
+	const char *body;
+	size_t body_len;
+	imp_principal who;
+	imp_db *db;
+	char addr[64];        /* client address, for rate limits */
+
+	/* The answer. */
+	unsigned status;
+	json_t *out;          /* owned; sent as the body */
+	char header_name[32];
+	char header_value[64];
+
+	/* The error, when a handler fails. */
+	char err_code[40];
+	char err_target[64];
+	char err_msg[256];
+} imp_req;
+
+typedef imp_err (*imp_handler)(imp_req *r);
+
+/* Access a route requires. */
+typedef enum {
+	IMP_ACCESS_PUBLIC,     /* no token */
+	IMP_ACCESS_READ,       /* admin, provisioning or read scope */
+	IMP_ACCESS_PROVISION,  /* admin or provisioning */
+	IMP_ACCESS_ADMIN,      /* admin */
+	IMP_ACCESS_USER,       /* a logged-in account user's JWT (renew-session) */
+	IMP_ACCESS_BROKER      /* broker scope */
+} imp_access;
+
+struct imp_route {
+	const char *method;
+	const char *pattern;   /* "/api/v1/devices/{id}" */
+	imp_handler handler;
+	imp_access access;
+	const void *arg;       /* handler data: the kind of a generic resource */
+};
+
+/* Records the error rc with a stable code (NULL: the generic one for rc), the field it
+ * concerns (may be NULL) and a message for people; returns rc. The message must never
+ * hold a secret or echo input that may be one. */
+imp_err api_fail(imp_req *r, imp_err rc, const char *code, const char *target, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* Sets the answer: status and body (reference stolen; NULL for none). Returns IMP_OK, or
+ * IMP_ERR_NOMEM when body is NULL though one was expected (pass expect_body). */
+imp_err api_reply(imp_req *r, unsigned status, json_t *body);
+
+/* Wraps e in {"<name>": e}. Steals e; NULL on allocation failure. */
+json_t *api_wrap(const char *name, json_t *e);
+
+/* Parses the body as one JSON object (duplicate keys, invalid UTF-8, bad nesting refused).
+ * On failure sets a 400 error and returns NULL. Caller owns the result. */
+json_t *api_body_object(imp_req *r);
+
+/* A query-string argument, or NULL. */
+const char *api_query(imp_req *r, const char *name);
+
+/* Checks that every query argument is one of allowed (NULL-terminated) or the list
+ * arguments every list takes; 400 naming the first that is not. */
+imp_err api_query_known(imp_req *r, const char *const *allowed);
+
+/* The version precondition from an Etag or If-Match header: -1 when absent, or the
+ * version number. 412 set when the header is present but not a version. */
+imp_err api_expected_version(imp_req *r, int64_t *out);
+
+/* A request header, or NULL. */
+const char *api_header(imp_req *r, const char *name);
+
+/* Version numbers to and from their opaque text. */
+void api_version_text(int64_t v, char out[24]);
+
+/* Checks an accountId in a body or query (any JSON value, or NULL when absent): it must
+ * be the caller's; 403 otherwise (400 when it is not a string). */
+imp_err api_check_account(imp_req *r, const json_t *account_id);
+
+/* The same check for an accountId query argument. */
+imp_err api_check_query_account(imp_req *r);
+
+/* Writes an audit entry for the caller. */
+imp_err api_audit(imp_req *r, const char *action, const char *entity_type, const char *entity_id,
+                  json_t *details);
+
+/* Status for an error. */
+unsigned api_status(imp_err rc);
+
+#endif

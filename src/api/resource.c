@@ -1,0 +1,461 @@
+#include "api/resource.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crypto.h"
+#include "core/limits.h"
+#include "core/mem.h"
+#include "core/rules.h"
+#include "core/timeutil.h"
+
+/* Properties every entity has, which only the server writes. */
+static const char *const META[] = {"id", "created", "createdById", "lastModified", "lastModifiedById",
+                                   "version", NULL};
+
+static int is_meta(const char *name) { return imp_choice_index(META, name) >= 0; }
+
+/* Checks v as a value of f. 0 when good; sets the error and returns its code otherwise. */
+static imp_err check_value(imp_req *r, const imp_field *f, const json_t *v)
+{
+	const char *n = f->name;
+	if(json_is_null(v)) {
+		if(f->flags & IMP_F_NULLABLE) return IMP_OK;
+		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must not be null", n);
+	}
+	switch(f->type) {
+	case IMP_T_STRING:
+		if(!json_is_string(v)) return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must be a string", n);
+		if(imp_utf8_len(json_string_value(v)) > f->max)
+			return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s must be a string of at most %u characters", n, f->max);
+		if((f->flags & IMP_F_REQUIRED) && json_string_length(v) == 0)
+			return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s must not be empty", n);
+		return IMP_OK;
+	case IMP_T_ENUM:
+		if(!json_is_string(v)) return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must be a string", n);
+		if(imp_choice_index(f->choices, json_string_value(v)) < 0) {
+			char list[160] = "";
+			for(int i = 0; f->choices[i]; i++) {
+				size_t l = strlen(list);
+				snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", f->choices[i]);
+			}
+			return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s must be one of: %s", n, list);
+		}
+		return IMP_OK;
+	case IMP_T_REF:
+		if(!json_is_string(v)) return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must be a string", n);
+		if(!imp_id_valid(json_string_value(v)))
+			return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s must be an id (a UUID)", n);
+		return IMP_OK;
+	case IMP_T_BOOL:
+		if(!json_is_boolean(v)) return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must be a boolean", n);
+		return IMP_OK;
+	case IMP_T_DATETIME: {
+		int64_t ms;
+		if(!json_is_string(v)) return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must be a string", n);
+		if(imp_iso8601_parse(json_string_value(v), &ms))
+			return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s must be an ISO-8601 date-time", n);
+		return IMP_OK;
+	}
+	case IMP_T_SCOPES: {
+		size_t i, j;
+		json_t *s, *t;
+		if(!json_is_array(v)) return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must be an array of strings", n);
+		if(json_array_size(v) == 0 || json_array_size(v) > IMP_SCOPES_MAX)
+			return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s must hold 1 to %d scopes", n, IMP_SCOPES_MAX);
+		json_array_foreach(v, i, s) {
+			if(!json_is_string(s)) return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", n, "%s must be an array of strings", n);
+			if(imp_choice_index(f->choices, json_string_value(s)) < 0)
+				return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s may hold only admin, provisioning, read and broker", n);
+			json_array_foreach(v, j, t) {
+				if(j < i && json_equal(s, t)) return api_fail(r, IMP_ERR_INVALID, "invalid_field", n, "%s holds a scope twice", n);
+			}
+		}
+		return IMP_OK;
+	}
+	case IMP_T_ANY: return IMP_OK;
+	}
+	return IMP_OK;
+}
+
+/* Copies body's fields into doc after checking each; refuses unknown and server-set ones.
+ * old is NULL on create. */
+static imp_err take_fields(imp_req *r, const imp_resource *res, json_t *body, json_t *doc, const imp_entity *old)
+{
+	const char *name;
+	json_t *v;
+	imp_err rc = api_check_account(r, json_object_get(body, "accountId"));
+	if(rc) return rc;
+	json_object_foreach(body, name, v) {
+		if(strcmp(name, "accountId") == 0) continue;
+		const imp_field *f = imp_kind_field(res->kind, name);
+		char safe[IMP_FIELD_NAME_MAX + 1];
+		snprintf(safe, sizeof safe, "%s", name);
+		if(is_meta(name) || (f && (f->flags & IMP_F_SERVER)) ||
+		   (res->open_fields && strcmp(name, "channels") == 0))
+			return api_fail(r, IMP_ERR_BAD_REQUEST, "read_only_field", safe, "%s is set by the server", safe);
+		if(!f) {
+			if(res->open_fields) {
+				json_object_set(doc, name, v);
+				continue;
+			}
+			for(char *p = safe; *p; p++) {
+				if((unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f) *p = '?';
+			}
+			return api_fail(r, IMP_ERR_BAD_REQUEST, "unknown_field", safe, "unknown field %s", safe);
+		}
+		if((rc = check_value(r, f, v))) return rc;
+		if(old && (f->flags & IMP_F_CREATE_ONLY)) {
+			json_t *cur = json_object_get(old->doc, name);
+			if(!json_equal(cur ? cur : json_null(), v))
+				return api_fail(r, IMP_ERR_INVALID, "immutable_field", name, "%s cannot change after creation", name);
+		}
+		json_object_set(doc, name, v);
+	}
+	return IMP_OK;
+}
+
+/* Fills defaults and refuses missing required fields (create only). */
+static imp_err complete_fields(imp_req *r, const imp_resource *res, json_t *doc)
+{
+	for(const imp_field *f = res->kind->fields; f->name; f++) {
+		if(json_object_get(doc, f->name)) continue;
+		if(f->flags & IMP_F_REQUIRED) return api_fail(r, IMP_ERR_INVALID, "missing_field", f->name, "%s is required", f->name);
+		json_t *d = NULL;
+		if(f->def) d = json_string(f->def);
+		else if(f->type == IMP_T_BOOL) d = json_false();
+		if(d) json_object_set_new(doc, f->name, d);
+	}
+	return IMP_OK;
+}
+
+/* Every reference must name an entity of its kind in the caller's account. */
+static imp_err check_refs(imp_req *r, const imp_resource *res, json_t *doc)
+{
+	for(const imp_field *f = res->kind->fields; f->name; f++) {
+		if(f->type != IMP_T_REF) continue;
+		const char *id = json_string_value(json_object_get(doc, f->name));
+		if(!id) continue;
+		imp_entity e;
+		imp_err rc = imp_db_get(r->db, imp_kind_by_name(f->ref), r->who.account, id, &e);
+		if(rc == IMP_ERR_NOT_FOUND)
+			return api_fail(r, IMP_ERR_INVALID, "unknown_reference", f->name, "%s names no %s of this account", f->name, f->ref);
+		if(rc) return api_fail(r, rc, NULL, NULL, "could not read %s", f->ref);
+		imp_entity_clear(&e);
+	}
+	return IMP_OK;
+}
+
+json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e, imp_render_cache *cache)
+{
+	char created[IMP_ISO_LEN + 1], modified[IMP_ISO_LEN + 1], version[24];
+	json_t *o = json_object();
+	if(!o) return NULL;
+	json_object_set_new(o, "id", json_string(e->id.s));
+	json_object_set_new(o, "accountId", json_string(e->account_id.s));
+	for(const imp_field *f = res->kind->fields; f->name; f++) {
+		if(f->flags & IMP_F_WRITE_ONLY) continue;
+		json_t *v = json_object_get(e->doc, f->name);
+		json_object_set(o, f->name, v ? v : json_null());
+	}
+	const char *name;
+	json_t *v;
+	json_object_foreach(e->doc, name, v) {
+		if(!imp_kind_field(res->kind, name)) json_object_set(o, name, v);
+	}
+	if(res->render_extra && res->render_extra(db, e, o, cache)) {
+		json_decref(o);
+		return NULL;
+	}
+	imp_iso8601(e->created, created);
+	imp_iso8601(e->modified, modified);
+	api_version_text(e->version, version);
+	json_object_set_new(o, "created", json_string(created));
+	json_object_set_new(o, "createdById", e->created_by.s[0] ? json_string(e->created_by.s) : json_null());
+	json_object_set_new(o, "lastModified", json_string(modified));
+	json_object_set_new(o, "lastModifiedById", e->modified_by.s[0] ? json_string(e->modified_by.s) : json_null());
+	json_object_set_new(o, "version", json_string(version));
+	return o;
+}
+
+/* Answers with the entity, wrapped, and its version in the Etag header. */
+static imp_err reply_entity(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal)
+{
+	json_t *o = imp_res_render(r->db, res, e, NULL);
+	if(o && reveal) json_object_update(o, reveal);
+	json_t *body = api_wrap(res->kind->name, o);
+	if(!body) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	snprintf(r->header_name, sizeof r->header_name, "Etag");
+	api_version_text(e->version, r->header_value);
+	return api_reply(r, status, body);
+}
+
+static imp_err check_path_id(imp_req *r)
+{
+	if(!imp_id_valid(r->params[0])) return api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "id", "no such entity");
+	return IMP_OK;
+}
+
+static imp_err fail_store(imp_req *r, imp_err rc, const char *kind)
+{
+	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "id", "no such %s", kind);
+	if(rc == IMP_ERR_STALE)
+		return api_fail(r, rc, "version_mismatch", "version", "the %s changed since that version; read it again", kind);
+	if(rc == IMP_ERR_CONFLICT) return api_fail(r, rc, "conflict", NULL, "a %s with these values exists already", kind);
+	if(rc == IMP_ERR_BUSY) return api_fail(r, rc, "busy", NULL, "the store is busy; try again");
+	if(r->err_msg[0]) return rc;
+	return api_fail(r, rc, NULL, NULL, "the %s could not be stored", kind);
+}
+
+imp_err imp_res_create(imp_req *r)
+{
+	const imp_resource *res = r->route->arg;
+	const char *kind = res->kind->name;
+	imp_entity e = {0};
+	char *secret = NULL;
+	json_t *reveal = NULL;
+	imp_err rc;
+	json_t *body = api_body_object(r);
+	if(!body) return IMP_ERR_BAD_REQUEST;
+	e.doc = json_object();
+	if(!e.doc) {
+		rc = api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+		goto out;
+	}
+	if((rc = take_fields(r, res, body, e.doc, NULL)) || (rc = complete_fields(r, res, e.doc))) goto out;
+	if((rc = imp_id_new(&e.id))) goto out;
+	e.account = r->who.account;
+	e.account_id = r->who.account_id;
+	e.created_by = r->who.actor_id;
+	if((rc = imp_db_begin(r->db))) goto out;
+	if((rc = check_refs(r, res, e.doc))) goto out;
+	if(res->validate && (rc = res->validate(r, e.doc, NULL))) goto out;
+	if(res->make_secret && (rc = res->make_secret(r, e.doc, &secret, &reveal))) goto out;
+	if((rc = imp_db_insert(r->db, res->kind, &e, secret))) goto out;
+	if((rc = api_audit(r, "create", kind, e.id.s, NULL))) goto out;
+	if((rc = imp_db_commit(r->db))) goto out;
+	rc = reply_entity(r, res, &e, 201, reveal);
+out:
+	if(rc) rc = fail_store(r, rc, kind);
+	if(secret) {
+		explicit_bzero(secret, strlen(secret));
+		imp_free(secret);
+	}
+	json_decref(reveal);
+	json_decref(body);
+	imp_entity_clear(&e);
+	return rc;
+}
+
+imp_err imp_res_get(imp_req *r)
+{
+	const imp_resource *res = r->route->arg;
+	imp_entity e;
+	imp_err rc = check_path_id(r);
+	if(rc) return rc;
+	if((rc = api_query_known(r, NULL))) return rc;
+	if((rc = api_check_query_account(r))) return rc;
+	rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &e);
+	if(rc) return fail_store(r, rc, res->kind->name);
+	rc = reply_entity(r, res, &e, 200, NULL);
+	imp_entity_clear(&e);
+	return rc;
+}
+
+imp_err imp_res_update(imp_req *r)
+{
+	const imp_resource *res = r->route->arg;
+	imp_entity old = {0}, e = {0};
+	int64_t expect;
+	imp_err rc = check_path_id(r);
+	if(rc) return rc;
+	if((rc = api_expected_version(r, &expect))) return rc;
+	json_t *body = api_body_object(r);
+	if(!body) return IMP_ERR_BAD_REQUEST;
+	if((rc = imp_db_begin(r->db))) goto out;
+	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &old))) goto out;
+	e = old;
+	e.doc = json_deep_copy(old.doc);
+	if(!e.doc) {
+		rc = IMP_ERR_NOMEM;
+		goto out;
+	}
+	if((rc = take_fields(r, res, body, e.doc, &old))) goto out;
+	if((rc = check_refs(r, res, e.doc))) goto out;
+	if(res->validate && (rc = res->validate(r, e.doc, &old))) goto out;
+	e.modified_by = r->who.actor_id;
+	if((rc = imp_db_update(r->db, res->kind, &e, expect))) goto out;
+	if((rc = api_audit(r, "update", res->kind->name, e.id.s, NULL))) goto out;
+	if((rc = imp_db_commit(r->db))) goto out;
+	rc = reply_entity(r, res, &e, 200, NULL);
+out:
+	if(rc) rc = fail_store(r, rc, res->kind->name);
+	json_decref(body);
+	imp_entity_clear(&old);
+	imp_entity_clear(&e);
+	return rc;
+}
+
+imp_err imp_res_delete(imp_req *r)
+{
+	const imp_resource *res = r->route->arg;
+	imp_entity e = {0};
+	int64_t expect;
+	imp_err rc = check_path_id(r);
+	if(rc) return rc;
+	if((rc = api_expected_version(r, &expect))) return rc;
+	if((rc = imp_db_begin(r->db))) goto out;
+	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &e))) goto out;
+	if(expect >= 0 && expect != e.version) {
+		rc = IMP_ERR_STALE;
+		goto out;
+	}
+	if(res->before_delete && (rc = res->before_delete(r, &e))) goto out;
+	if((rc = imp_db_delete(r->db, res->kind, r->who.account, e.id.s, expect))) goto out;
+	if((rc = api_audit(r, "delete", res->kind->name, e.id.s, NULL))) goto out;
+	if((rc = imp_db_commit(r->db))) goto out;
+	rc = api_reply(r, 204, NULL);
+out:
+	if(rc) rc = fail_store(r, rc, res->kind->name);
+	imp_entity_clear(&e);
+	return rc;
+}
+
+/* Parses a positive integer argument within [min, max]; def when absent. */
+static imp_err int_arg(imp_req *r, const char *name, int64_t def, int64_t min, int64_t max, int64_t *out)
+{
+	const char *s = api_query(r, name);
+	*out = def;
+	if(!s) return IMP_OK;
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if(!*s || *end || v < min || v > max)
+		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", name, "%s must be an integer from %lld to %lld", name,
+		                (long long)min, (long long)max);
+	*out = v;
+	return IMP_OK;
+}
+
+static imp_err bool_arg(imp_req *r, const char *name, int *out)
+{
+	const char *s = api_query(r, name);
+	*out = 1;
+	if(!s || strcmp(s, "true") == 0) return IMP_OK;
+	if(strcmp(s, "false") == 0) {
+		*out = 0;
+		return IMP_OK;
+	}
+	return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", name, "%s must be true or false", name);
+}
+
+imp_err imp_list_args(imp_req *r, imp_query *q, int *want_results)
+{
+	imp_err rc;
+	int want_meta;
+	if((rc = int_arg(r, "page", 1, 1, 1000000000, &q->page))) return rc;
+	if((rc = int_arg(r, "pageSize", IMP_PAGE_SIZE_DEFAULT, 1, IMP_PAGE_SIZE_MAX, &q->page_size))) return rc;
+	if((rc = bool_arg(r, "meta", &want_meta)) || (rc = bool_arg(r, "results", want_results))) return rc;
+	q->want_count = want_meta;
+	const char *order = api_query(r, "sortOrder");
+	if(order && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0)
+		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "sortOrder", "sortOrder must be asc or desc");
+	q->desc = order && strcmp(order, "desc") == 0;
+	q->sort = api_query(r, "sortBy");
+	if(!q->sort) q->sort = "created";
+	q->after = -1;
+	const char *cursor = api_query(r, "cursor");
+	if(cursor) {
+		uint8_t raw[24];
+		long n = imp_b64_decode(cursor, strlen(cursor), raw, sizeof raw - 1, 1);
+		char *end;
+		if(n > 0) raw[n] = '\0';
+		long long v = n > 0 ? strtoll((const char *)raw, &end, 10) : -1;
+		if(n <= 0 || *end || v < 0)
+			return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "cursor", "cursor is not one this server gave");
+		if(strcmp(q->sort, "created") != 0)
+			return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "cursor", "cursor works only with sortBy=created");
+		q->after = v;
+	}
+	return api_check_query_account(r);
+}
+
+json_t *imp_list_body(const char *plural, json_t *results, const imp_query *q, int64_t count, int64_t last)
+{
+	json_t *meta = json_pack("{s:I, s:I, s:s, s:s}", "page", (json_int_t)q->page, "pageSize",
+	                         (json_int_t)q->page_size, "sortBy", q->sort, "sortOrder", q->desc ? "desc" : "asc");
+	if(!meta) return NULL;
+	if(q->want_count) json_object_set_new(meta, "count", json_integer(count));
+	if(results && last >= 0 && (int64_t)json_array_size(results) == q->page_size) {
+		char num[24], cur[40];
+		snprintf(num, sizeof num, "%lld", (long long)last);
+		imp_b64_encode(num, strlen(num), cur, 1);
+		json_object_set_new(meta, "nextCursor", json_string(cur));
+	}
+	json_t *inner = json_object();
+	if(!inner) {
+		json_decref(meta);
+		return NULL;
+	}
+	if(results) json_object_set(inner, "results", results);
+	json_object_set_new(inner, "meta", meta);
+	return api_wrap(plural, inner);
+}
+
+static json_t *render_cb(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
+{
+	void **ctx = arg;
+	return imp_res_render(db, ctx[0], e, ctx[1]);
+}
+
+imp_err imp_res_list(imp_req *r)
+{
+	const imp_resource *res = r->route->arg;
+	const imp_kind *k = res->kind;
+	const char *allowed[24];
+	imp_filter filters[16];
+	size_t na = 0, nf = 0;
+	imp_query q = {0};
+	int want_results;
+	imp_err rc;
+
+	for(const imp_field *f = k->fields; f->name && na < 22; f++) {
+		if(!(f->flags & IMP_F_FILTER)) continue;
+		allowed[na++] = f->name;
+		const char *v = api_query(r, f->name);
+		if(!v) continue;
+		if(f->type == IMP_T_ENUM && imp_choice_index(f->choices, v) < 0)
+			return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", f->name, "%s is not one of its values", f->name);
+		if(f->type == IMP_T_BOOL && strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+			return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", f->name, "%s must be true or false", f->name);
+		filters[nf].field = f->name;
+		filters[nf++].value = v;
+	}
+	if(k->q_columns[0]) allowed[na++] = "q";
+	allowed[na] = NULL;
+	if((rc = api_query_known(r, allowed)) || (rc = imp_list_args(r, &q, &want_results))) return rc;
+	q.filters = filters;
+	q.nfilters = nf;
+	q.q = k->q_columns[0] ? api_query(r, "q") : NULL;
+	const imp_field *sf = imp_kind_field(k, q.sort);
+	if(strcmp(q.sort, "created") != 0 && strcmp(q.sort, "lastModified") != 0 && !(sf && (sf->flags & IMP_F_SORT)))
+		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "sortBy", "%s cannot be sorted by that field", k->plural);
+	if(q.q && strlen(q.q) > IMP_SERIAL_MAX * 4)
+		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "q", "q is too long");
+
+	json_t *results = want_results ? json_array() : NULL;
+	int64_t count = 0, last = -1;
+	imp_render_cache cache = {{0}, NULL};
+	void *ctx[2] = {(void *)res, &cache};
+	rc = imp_db_list(r->db, k, r->who.account, &q, render_cb, ctx, results, &count, &last);
+	json_decref(cache.value);
+	if(rc) {
+		json_decref(results);
+		if(rc == IMP_ERR_BAD_REQUEST) return api_fail(r, rc, "invalid_parameter", NULL, "a filter value has the wrong type");
+		return fail_store(r, rc, k->name);
+	}
+	json_t *body = imp_list_body(k->plural, results, &q, count, last);
+	json_decref(results);
+	if(!body) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	return api_reply(r, 200, body);
+}

@@ -1,0 +1,58 @@
+/* Generic create, get, update, delete and list for the kinds of src/core/kind.c. A
+ * resource adds only its own rules through hooks; everything a field description can say
+ * (types, limits, required, read-only, references, filters) is checked here, once. */
+#ifndef IMP_API_RESOURCE_H
+#define IMP_API_RESOURCE_H
+#include "api/http.h"
+
+typedef struct imp_resource imp_resource;
+
+/* What render_extra may keep between the entities of one list page (devices keep their
+ * template's channels). value is released by the list code. */
+typedef struct {
+	char key[IMP_UUID_LEN + 1];
+	json_t *value;
+} imp_render_cache;
+
+struct imp_resource {
+	const imp_kind *kind;
+	/* Devices: body keys that are no field of the kind are kept for validate() to judge
+	 * (custom fields), instead of being refused. */
+	int open_fields;
+	/* Kind rules, inside the write transaction. old is NULL on create. */
+	imp_err (*validate)(imp_req *r, json_t *doc, const imp_entity *old);
+	/* Before insert: the secret to keep beside the row (*secret, freed by the caller with
+	 * imp_free) and what to show once in the create response (*reveal, merged in). */
+	imp_err (*make_secret)(imp_req *r, json_t *doc, char **secret, json_t **reveal);
+	/* Inside the delete transaction, before the row goes: 409 checks and cascades. */
+	imp_err (*before_delete)(imp_req *r, const imp_entity *e);
+	/* Adds derived properties to a rendered entity (device channels). */
+	imp_err (*render_extra)(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache);
+};
+
+imp_err imp_res_create(imp_req *r);
+imp_err imp_res_get(imp_req *r);
+imp_err imp_res_update(imp_req *r);
+imp_err imp_res_delete(imp_req *r);
+imp_err imp_res_list(imp_req *r);
+
+/* The entity as the API shows it: id, accountId, its fields, meta. New reference or NULL. */
+json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e, imp_render_cache *cache);
+
+/* Reads page, pageSize, sortBy, sortOrder, meta, results, cursor and accountId into q. */
+imp_err imp_list_args(imp_req *r, imp_query *q, int *want_results);
+
+/* {"<plural>": {"results": results, "meta": {...}}}; results borrowed (may be NULL). */
+json_t *imp_list_body(const char *plural, json_t *results, const imp_query *q, int64_t count, int64_t last);
+
+/* Resources defined by the resource files. */
+extern const imp_resource imp_res_device_template;
+extern const imp_resource imp_res_device_field;
+extern const imp_resource imp_res_channel_template;
+extern const imp_resource imp_res_organization_template;
+extern const imp_resource imp_res_organization;
+extern const imp_resource imp_res_account_user;
+extern const imp_resource imp_res_api_key;
+extern const imp_resource imp_res_device;
+
+#endif

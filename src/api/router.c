@@ -1,0 +1,113 @@
+#include "api/router.h"
+
+#include <string.h>
+
+#include "api/auth.h"
+#include "api/handlers.h"
+#include "api/resource.h"
+
+#define R(m, p, h, a, arg) {m, p, h, IMP_ACCESS_##a, arg}
+#define CRUD(base, res, create_access, write_access, delete_access)         \
+	R("POST", base, imp_res_create, create_access, res),                    \
+	R("GET", base, imp_res_list, READ, res),                                \
+	R("GET", base "/{id}", imp_res_get, READ, res),                         \
+	R("PUT", base "/{id}", imp_res_update, write_access, res),              \
+	R("DELETE", base "/{id}", imp_res_delete, delete_access, res)
+
+/* Literal paths come before patterns that could also match them (devices/templates
+ * before devices/{id}). */
+static const imp_route ROUTES[] = {
+	R("GET", "/healthz", imp_h_healthz, PUBLIC, NULL),
+	R("GET", "/openapi.json", imp_h_openapi, PUBLIC, NULL),
+	R("POST", "/api/v1/auth/login-user", imp_h_login, PUBLIC, NULL),
+	R("POST", "/api/v1/sessions/renew-session", imp_h_renew, USER, NULL),
+	R("POST", "/api/v1/api-keys", imp_res_create, ADMIN, &imp_res_api_key),
+	R("GET", "/api/v1/api-keys", imp_res_list, ADMIN, &imp_res_api_key),
+	R("GET", "/api/v1/api-keys/{id}", imp_res_get, ADMIN, &imp_res_api_key),
+	R("DELETE", "/api/v1/api-keys/{id}", imp_res_delete, ADMIN, &imp_res_api_key),
+	R("POST", "/api/v1/account-users", imp_res_create, ADMIN, &imp_res_account_user),
+	R("GET", "/api/v1/account-users", imp_res_list, ADMIN, &imp_res_account_user),
+	R("GET", "/api/v1/account-users/{id}", imp_res_get, ADMIN, &imp_res_account_user),
+	R("DELETE", "/api/v1/account-users/{id}", imp_res_delete, ADMIN, &imp_res_account_user),
+	CRUD("/api/v1/devices/templates", &imp_res_device_template, ADMIN, ADMIN, ADMIN),
+	R("POST", "/api/v1/devices/custom-fields", imp_res_create, ADMIN, &imp_res_device_field),
+	R("GET", "/api/v1/devices/custom-fields", imp_res_list, READ, &imp_res_device_field),
+	R("GET", "/api/v1/devices/custom-fields/{id}", imp_res_get, READ, &imp_res_device_field),
+	R("DELETE", "/api/v1/devices/custom-fields/{id}", imp_res_delete, ADMIN, &imp_res_device_field),
+	R("POST", "/api/v1/channels/templates", imp_res_create, ADMIN, &imp_res_channel_template),
+	R("GET", "/api/v1/channels/templates", imp_res_list, READ, &imp_res_channel_template),
+	R("GET", "/api/v1/channels/templates/{id}", imp_res_get, READ, &imp_res_channel_template),
+	R("DELETE", "/api/v1/channels/templates/{id}", imp_res_delete, ADMIN, &imp_res_channel_template),
+	CRUD("/api/v1/organizations/templates", &imp_res_organization_template, ADMIN, ADMIN, ADMIN),
+	CRUD("/api/v1/organizations", &imp_res_organization, ADMIN, ADMIN, ADMIN),
+	CRUD("/api/v1/devices", &imp_res_device, PROVISION, PROVISION, ADMIN),
+	R("GET", "/api/v1/audit", imp_h_audit, READ, NULL),
+};
+
+const imp_route *imp_routes(size_t *count)
+{
+	*count = sizeof ROUTES / sizeof ROUTES[0];
+	return ROUTES;
+}
+
+/* Matches path against pattern, copying {id} segments into params. 1 on a match. */
+static int match(const char *pattern, const char *path, imp_req *r)
+{
+	size_t np = 0;
+	while(*pattern && *path) {
+		if(*pattern == '{') {
+			const char *end = strchr(pattern, '}');
+			size_t n = strcspn(path, "/");
+			if(n == 0 || np >= IMP_PARAMS_MAX || n >= sizeof r->params[0]) return 0;
+			memcpy(r->params[np], path, n);
+			r->params[np++][n] = '\0';
+			pattern = end + 1;
+			path += n;
+		} else if(*pattern++ != *path++) {
+			return 0;
+		}
+	}
+	return *pattern == '\0' && (*path == '\0' || (path[0] == '/' && path[1] == '\0'));
+}
+
+static int allowed(imp_access need, unsigned scopes)
+{
+	switch(need) {
+	case IMP_ACCESS_PUBLIC: return 1;
+	case IMP_ACCESS_READ: return (scopes & (IMP_SCOPE_ADMIN | IMP_SCOPE_PROVISIONING | IMP_SCOPE_READ)) != 0;
+	case IMP_ACCESS_PROVISION: return (scopes & (IMP_SCOPE_ADMIN | IMP_SCOPE_PROVISIONING)) != 0;
+	case IMP_ACCESS_ADMIN:
+	case IMP_ACCESS_USER: return (scopes & IMP_SCOPE_ADMIN) != 0;
+	case IMP_ACCESS_BROKER: return (scopes & IMP_SCOPE_BROKER) != 0;
+	}
+	return 0;
+}
+
+imp_err imp_router_dispatch(imp_req *r)
+{
+	int path_known = 0;
+	for(size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
+		if(!match(ROUTES[i].pattern, r->url, r)) continue;
+		path_known = 1;
+		if(strcmp(ROUTES[i].method, r->method) == 0) {
+			r->route = &ROUTES[i];
+			break;
+		}
+	}
+	if(!r->route) {
+		if(path_known) return api_fail(r, IMP_ERR_METHOD, "method_not_allowed", NULL, "this path does not take %s",
+		                               strlen(r->method) < 16 ? r->method : "that method");
+		return api_fail(r, IMP_ERR_NOT_FOUND, "route_not_found", NULL, "no such path");
+	}
+	r->db = imp_store_db(r->app->store);
+	if(!r->db) return api_fail(r, IMP_ERR_STORE, NULL, NULL, "the store is not available");
+	if(r->route->access != IMP_ACCESS_PUBLIC) {
+		imp_err rc = imp_auth_resolve(r, r->route->access == IMP_ACCESS_USER);
+		if(rc) return rc;
+		if(r->route->access == IMP_ACCESS_USER && r->who.type != IMP_ACTOR_USER)
+			return api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", NULL, "this call needs a logged-in user's token");
+		if(!allowed(r->route->access, r->who.scopes))
+			return api_fail(r, IMP_ERR_FORBIDDEN, "insufficient_scope", NULL, "the caller's scopes do not allow this call");
+	}
+	return r->route->handler(r);
+}

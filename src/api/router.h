@@ -1,0 +1,14 @@
+/* The route table: method and path to one handler and the access it needs. */
+#ifndef IMP_API_ROUTER_H
+#define IMP_API_ROUTER_H
+#include <stddef.h>
+
+#include "api/http.h"
+
+/* Finds r's route, resolves the caller, checks access and runs the handler. */
+imp_err imp_router_dispatch(imp_req *r);
+
+/* The table, for the OpenAPI test and `imprint routes`. */
+const imp_route *imp_routes(size_t *count);
+
+#endif

@@ -1,0 +1,240 @@
+/* The HTTP server: libmicrohttpd with its epoll internal thread and a pool of one thread per
+ * core. It reads bodies up to their cap, resolves the route and the caller, runs the handler
+ * and writes one log line per request (method, route, status, microseconds; never a body,
+ * header value or token). */
+#include "api/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/router.h"
+#include "core/limits.h"
+#include "core/mem.h"
+#include "core/timeutil.h"
+
+struct imp_server {
+	struct MHD_Daemon *daemon;
+	imp_app *app;
+	atomic_int inflight;
+	unsigned port;
+};
+
+typedef struct {
+	char *buf;
+	size_t len;
+	int too_large;
+	uint64_t start_us;
+} conn_state;
+
+static void log_line(const char *method, const char *route, unsigned status, uint64_t us)
+{
+	char line[256];
+	int n = snprintf(line, sizeof line, "%s %s %u %lluus\n", method, route, status, (unsigned long long)us);
+	if(n > 0) fwrite(line, 1, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1, stderr);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body, const imp_req *r)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct MHD_Response *resp;
+	if(text) resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	else resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if(!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	if(text) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if(r && r->header_name[0]) MHD_add_response_header(resp, r->header_name, r->header_value);
+	enum MHD_Result ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static json_t *error_body(const imp_req *r, imp_err rc)
+{
+	const char *code = r->err_code[0] ? r->err_code : imp_err_name(rc);
+	const char *msg = r->err_msg[0] ? r->err_msg : "request failed";
+	json_t *err = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	if(err && r->err_target[0]) {
+		json_object_set_new(err, "details",
+			json_pack("[{s:s, s:s}]", "target", r->err_target, "message", msg));
+	}
+	return api_wrap("error", err);
+}
+
+static void client_addr(struct MHD_Connection *c, char *out, size_t n)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	out[0] = '\0';
+	if(!ci || !ci->client_addr) return;
+	const struct sockaddr *sa = ci->client_addr;
+	if(sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+	else if(sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	imp_server *srv = cls;
+	conn_state *cs = *con_cls;
+	if(!cs) {
+		cs = imp_calloc(1, sizeof *cs);
+		if(!cs) return MHD_NO;
+		cs->start_us = imp_mono_us();
+		atomic_fetch_add(&srv->inflight, 1);
+		*con_cls = cs;
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if(cl && strtoull(cl, NULL, 10) > IMP_BODY_MAX) {
+			/* Answer before reading: the client may be waiting on 100-continue. */
+			imp_req r = {0};
+			api_fail(&r, IMP_ERR_TOO_LARGE, "body_too_large", NULL, "request bodies are limited to %d bytes",
+			         IMP_BODY_MAX);
+			json_t *b = error_body(&r, IMP_ERR_TOO_LARGE);
+			enum MHD_Result ret = send_json(c, 413, b, NULL);
+			json_decref(b);
+			log_line(method, "-", 413, imp_mono_us() - cs->start_us);
+			cs->too_large = 2;
+			return ret;
+		}
+		return MHD_YES;
+	}
+	if(*upload_size) {
+		if(cs->too_large) {
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		if(cs->len + *upload_size > IMP_BODY_MAX) {
+			cs->too_large = 1;
+			imp_free(cs->buf);
+			cs->buf = NULL;
+		} else {
+			char *nb = imp_realloc(cs->buf, cs->len + *upload_size + 1);
+			if(!nb) return MHD_NO;
+			memcpy(nb + cs->len, upload, *upload_size);
+			cs->buf = nb;
+			cs->len += *upload_size;
+			cs->buf[cs->len] = '\0';
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if(cs->too_large == 2) return MHD_YES;
+
+	imp_req r = {0};
+	r.app = srv->app;
+	r.conn = c;
+	r.method = method;
+	r.url = url;
+	r.body = cs->buf ? cs->buf : "";
+	r.body_len = cs->len;
+	client_addr(c, r.addr, sizeof r.addr);
+
+	imp_err rc;
+	if(cs->too_large) {
+		rc = api_fail(&r, IMP_ERR_TOO_LARGE, "body_too_large", NULL, "request bodies are limited to %d bytes",
+		              IMP_BODY_MAX);
+	} else {
+		rc = imp_router_dispatch(&r);
+	}
+	unsigned status;
+	json_t *body;
+	if(rc) {
+		status = api_status(rc);
+		json_decref(r.out);
+		r.out = NULL;
+		body = error_body(&r, rc);
+	} else {
+		status = r.status ? r.status : 200;
+		body = r.out;
+		r.out = NULL;
+	}
+	if(r.db) imp_db_rollback(r.db); /* a handler that failed mid-transaction */
+	enum MHD_Result ret = send_json(c, status, body, &r);
+	json_decref(body);
+	log_line(method, r.route ? r.route->pattern : "-", status, imp_mono_us() - cs->start_us);
+	return ret;
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	imp_server *srv = cls;
+	conn_state *cs = *con_cls;
+	if(!cs) return;
+	imp_free(cs->buf);
+	imp_free(cs);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static imp_err parse_listen(const char *listen, struct sockaddr_storage *ss)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	if(!colon || colon == listen || (size_t)(colon - listen) >= sizeof host) return IMP_ERR_BAD_REQUEST;
+	const char *h = listen;
+	size_t hl = (size_t)(colon - listen);
+	if(h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if(*end || port < 0 || port > 65535 || colon[1] == '\0') return IMP_ERR_BAD_REQUEST;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	char ps[8];
+	snprintf(ps, sizeof ps, "%ld", port);
+	if(getaddrinfo(host, ps, &hints, &res) || !res) return IMP_ERR_BAD_REQUEST;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return IMP_OK;
+}
+
+imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp_server **out)
+{
+	struct sockaddr_storage ss = {0};
+	if(parse_listen(listen, &ss)) return IMP_ERR_BAD_REQUEST;
+	imp_server *srv = imp_calloc(1, sizeof *srv);
+	if(!srv) return IMP_ERR_NOMEM;
+	srv->app = app;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+	if(ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+	srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, &on_request, srv,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, threads,
+		MHD_OPTION_NOTIFY_COMPLETED, &on_done, srv,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+		MHD_OPTION_END);
+	if(!srv->daemon) {
+		imp_free(srv);
+		return IMP_ERR_IO;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = di ? di->port : 0;
+	*out = srv;
+	return IMP_OK;
+}
+
+unsigned imp_server_port(const imp_server *srv) { return srv->port; }
+
+void imp_server_stop(imp_server **sp, unsigned grace_ms)
+{
+	imp_server *srv = *sp;
+	if(!srv) return;
+	MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+	for(unsigned waited = 0; atomic_load(&srv->inflight) > 0 && waited < grace_ms; waited += 10) usleep(10000);
+	MHD_stop_daemon(srv->daemon);
+	if(fd != MHD_INVALID_SOCKET) close(fd);
+	imp_free(srv);
+	*sp = NULL;
+}

@@ -1,0 +1,81 @@
+/* imprint serve: the API until SIGINT or SIGTERM. The signals are blocked before any
+ * thread starts, so only sigwait() here sees them, and requests in flight finish. */
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/router.h"
+#include "api/server.h"
+#include "cli/cli.h"
+#include "core/ratelimit.h"
+
+int imp_cmd_serve(int argc, char **argv)
+{
+	const char *data = NULL, *listen = "127.0.0.1:8080";
+	for(int i = 0; i < argc; i++) {
+		if(strcmp(argv[i], "--data") == 0 && i + 1 < argc) data = argv[++i];
+		else if(strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
+		else {
+			fprintf(stderr, "usage: imprint serve --data DIR [--listen HOST:PORT]\n");
+			return 2;
+		}
+	}
+	if(!data) {
+		fprintf(stderr, "imprint serve: --data DIR is required\n");
+		return 2;
+	}
+	char db_path[4096], key_path[4096];
+	snprintf(db_path, sizeof db_path, "%s/%s", data, IMP_DB_FILE);
+	snprintf(key_path, sizeof key_path, "%s/%s", data, IMP_KEYS_FILE);
+
+	imp_app app = {0};
+	if(imp_keys_load(key_path, &app.keys) || imp_store_open(db_path, 0, &app.store)) {
+		fprintf(stderr, "imprint serve: %s is not an initialised data directory (run imprint init --data %s)\n", data, data);
+		return 2;
+	}
+	/* Ten failed logins per email address in five minutes, fifty per client address per minute. */
+	app.login_by_email = imp_ratelimit_new(10, 300);
+	app.login_by_addr = imp_ratelimit_new(50, 60);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	imp_server *srv = NULL;
+	imp_err rc = app.login_by_email && app.login_by_addr ? imp_server_start(&app, listen, cores > 0 ? (unsigned)cores : 2, &srv)
+	                                                     : IMP_ERR_NOMEM;
+	int status = 0;
+	if(rc) {
+		fprintf(stderr, "imprint serve: cannot listen on %s (%s)\n", listen, imp_err_name(rc));
+		status = 1;
+	} else {
+		char host[256];
+		snprintf(host, sizeof host, "%s", listen);
+		char *colon = strrchr(host, ':');
+		if(colon) *colon = '\0';
+		fprintf(stderr, "imprint: listening on http://%s:%u\n", host, imp_server_port(srv));
+		int sig = 0;
+		sigwait(&set, &sig);
+		fprintf(stderr, "imprint: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		imp_server_stop(&srv, 10000);
+	}
+	imp_ratelimit_free(&app.login_by_email);
+	imp_ratelimit_free(&app.login_by_addr);
+	imp_store_close(&app.store);
+	sodium_memzero(&app.keys, sizeof app.keys);
+	return status;
+}
+
+int imp_cmd_routes(int argc, char **argv)
+{
+	size_t n;
+	const imp_route *r = imp_routes(&n);
+	for(size_t i = 0; i < n; i++) printf("%s %s\n", r[i].method, r[i].pattern);
+	return 0;
+}

@@ -1,0 +1,25 @@
+/* Field and input limits, defined once; tests check each one under and one over. */
+#ifndef IMP_LIMITS_H
+#define IMP_LIMITS_H
+
+#define IMP_BODY_MAX          (1024 * 1024) /* request bodies, firmware aside */
+#define IMP_JSON_DEPTH_MAX    32            /* nesting of request bodies */
+#define IMP_NAME_MAX          128           /* names of templates, devices, orgs, keys */
+#define IMP_SERIAL_MAX        128           /* serialNumber */
+#define IMP_TEXT_MAX          4096          /* custom fields of fieldType text, location */
+#define IMP_STRING_MAX        256           /* custom fields of fieldType string */
+#define IMP_EMAIL_MAX         254
+#define IMP_PASSWORD_MIN      8
+#define IMP_PASSWORD_MAX      256
+#define IMP_CHANNEL_MAX       64            /* channel template names */
+#define IMP_FIELD_NAME_MAX    64            /* custom field names */
+#define IMP_PAGE_SIZE_DEFAULT 50
+#define IMP_PAGE_SIZE_MAX     1000
+#define IMP_ORG_DEPTH_MAX     5
+#define IMP_CUSTOM_FIELDS_MAX 100           /* per device template */
+#define IMP_SCOPES_MAX        4
+#define IMP_UUID_LEN          36
+#define IMP_JWT_TTL_S         (20 * 60)
+#define IMP_SESSION_TTL_S     (14 * 24 * 3600)
+
+#endif

@@ -1,0 +1,103 @@
+#include "core/timeutil.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t imp_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t imp_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void imp_iso8601(uint64_t ms, char out[IMP_ISO_LEN + 1])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char buf[64];
+	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+	memcpy(out, buf, IMP_ISO_LEN);
+	out[IMP_ISO_LEN] = '\0';
+}
+
+static int digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for(int i = 0; i < n; i++) {
+		if(s[i] < '0' || s[i] > '9') return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	if(m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+	return d[m - 1];
+}
+
+int imp_iso8601_parse(const char *s, int64_t *ms)
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
+	size_t n = strlen(s);
+	if(n < 10 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
+	   digits(s + 8, 2, &d))
+		return -1;
+	if(y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return -1;
+	const char *p = s + 10;
+	if(*p) {
+		if(*p != 'T' && *p != 't') return -1;
+		p++;
+		if(strlen(p) < 8 || digits(p, 2, &h) || p[2] != ':' || digits(p + 3, 2, &mi) ||
+		   p[5] != ':' || digits(p + 6, 2, &sec))
+			return -1;
+		if(h > 23 || mi > 59 || sec > 60) return -1;
+		p += 8;
+		if(*p == '.') {
+			int nd = 0;
+			p++;
+			while(*p >= '0' && *p <= '9') {
+				if(nd < 3) frac = frac * 10 + (*p - '0');
+				nd++;
+				p++;
+			}
+			if(nd == 0 || nd > 9) return -1;
+			for(; nd < 3; nd++) frac *= 10;
+		}
+		if(*p == 'Z' || *p == 'z') {
+			p++;
+		} else if(*p == '+' || *p == '-') {
+			int oh, om;
+			if(strlen(p) != 6 || digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) ||
+			   oh > 23 || om > 59)
+				return -1;
+			off = (oh * 60 + om) * (*p == '+' ? 1 : -1);
+			p += 6;
+		} else {
+			return -1;
+		}
+		if(*p) return -1;
+	}
+	struct tm tm = {0};
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	time_t t = timegm(&tm);
+	*ms = ((int64_t)t - (int64_t)off * 60) * 1000 + frac;
+	return 0;
+}

@@ -1,0 +1,18 @@
+/* Wall-clock time in milliseconds and its ISO-8601 form (2026-11-25T20:41:28.123Z). */
+#ifndef IMP_TIMEUTIL_H
+#define IMP_TIMEUTIL_H
+#include <stdint.h>
+
+#define IMP_ISO_LEN 24
+
+uint64_t imp_now_ms(void);
+uint64_t imp_mono_us(void);
+
+/* Formats ms since the epoch into out[IMP_ISO_LEN + 1]. */
+void imp_iso8601(uint64_t ms, char out[IMP_ISO_LEN + 1]);
+
+/* Parses an ISO-8601 UTC date-time (Z or +hh:mm offset, optional fraction) or a plain
+ * date (YYYY-MM-DD). Returns 0 and sets *ms, or -1 when s is not one. */
+int imp_iso8601_parse(const char *s, int64_t *ms);
+
+#endif

@@ -1,0 +1,62 @@
+/* Versioned schema migrations, applied in order at init and at every start-up. The
+ * database's PRAGMA user_version records how many have been applied. Never edit a
+ * migration that has shipped: add the next one. */
+#include "store/migrations.h"
+
+#define ENTITY_COLUMNS                                                                    \
+	"key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, account INTEGER NOT NULL, "        \
+	"version INTEGER NOT NULL, created INTEGER NOT NULL, created_by TEXT, "               \
+	"modified INTEGER NOT NULL, modified_by TEXT, doc TEXT NOT NULL, secret TEXT"
+
+static const char *const MIGRATIONS[] = {
+	/* 1: accounts, identity, templates, organizations, devices, audit */
+	"CREATE TABLE accounts (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE account_users (" ENTITY_COLUMNS ", email TEXT NOT NULL, name TEXT,"
+	"  UNIQUE (account, email));"
+	"CREATE INDEX account_users_email ON account_users (email);"
+	"CREATE TABLE api_keys (" ENTITY_COLUMNS ", name TEXT NOT NULL);"
+	"CREATE UNIQUE INDEX api_keys_secret ON api_keys (secret);"
+	"CREATE INDEX api_keys_account ON api_keys (account, name);"
+	"CREATE TABLE sessions (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+	"  account INTEGER NOT NULL, user_id TEXT NOT NULL, created INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL);"
+	"CREATE TABLE device_templates (" ENTITY_COLUMNS ", name TEXT NOT NULL, auth_method TEXT NOT NULL);"
+	"CREATE INDEX device_templates_name ON device_templates (account, name);"
+	"CREATE TABLE device_fields (" ENTITY_COLUMNS ", template_id TEXT NOT NULL, name TEXT NOT NULL,"
+	"  UNIQUE (account, template_id, name));"
+	"CREATE TABLE channel_templates (" ENTITY_COLUMNS ", entity_id TEXT NOT NULL, name TEXT NOT NULL,"
+	"  UNIQUE (account, entity_id, name));"
+	"CREATE TABLE organization_templates (" ENTITY_COLUMNS ", name TEXT NOT NULL);"
+	"CREATE INDEX organization_templates_name ON organization_templates (account, name);"
+	"CREATE TABLE organizations (" ENTITY_COLUMNS ", name TEXT NOT NULL, template_id TEXT,"
+	"  parent_id TEXT);"
+	"CREATE INDEX organizations_name ON organizations (account, name);"
+	"CREATE INDEX organizations_parent ON organizations (account, parent_id);"
+	"CREATE INDEX organizations_template ON organizations (account, template_id);"
+	"CREATE TABLE devices (" ENTITY_COLUMNS ", template_id TEXT NOT NULL, org_id TEXT,"
+	"  serial TEXT, state TEXT NOT NULL, connected INTEGER NOT NULL DEFAULT 0,"
+	"  last_connected TEXT, firmware_version TEXT, disabled INTEGER NOT NULL DEFAULT 0,"
+	"  name TEXT);"
+	"CREATE INDEX devices_account ON devices (account);"
+	"CREATE INDEX devices_modified ON devices (account, modified);"
+	"CREATE INDEX devices_template ON devices (account, template_id);"
+	"CREATE INDEX devices_org ON devices (account, org_id);"
+	"CREATE INDEX devices_serial ON devices (account, serial);"
+	"CREATE INDEX devices_name ON devices (account, name);"
+	"CREATE INDEX devices_state ON devices (account, state);"
+	"CREATE INDEX devices_connected ON devices (account, connected);"
+	"CREATE INDEX devices_disabled ON devices (account, disabled);"
+	"CREATE INDEX devices_firmware ON devices (account, firmware_version);"
+	"CREATE TABLE audit (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, account INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL, actor_id TEXT, actor_type TEXT NOT NULL, action TEXT NOT NULL,"
+	"  entity_type TEXT NOT NULL, entity_id TEXT, details TEXT);"
+	"CREATE INDEX audit_entity ON audit (account, entity_id);"
+	"CREATE INDEX audit_action ON audit (account, action);",
+};
+
+const char *const *imp_migrations(int *count)
+{
+	*count = (int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]);
+	return MIGRATIONS;
+}

@@ -1,0 +1,244 @@
+/* SQLite connections: one per thread, prepared statements cached per connection, WAL mode.
+ * See ARCHITECTURE.md for the settings and the measurements behind them. */
+#include "store/sqlite/internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "store/migrations.h"
+
+struct imp_store {
+	char *path;
+	pthread_key_t key;
+	pthread_mutex_t lock;
+	imp_db *all;          /* every open connection, to close the stragglers */
+};
+
+static uint32_t hash_sql(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for(; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static sqlite3_stmt *fill_slot(imp_db *db, struct stmt_slot *s, uint32_t h, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if(sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) return NULL;
+	char *copy = imp_strdup(sql);
+	if(!copy) {
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	if(s->sql) {
+		sqlite3_finalize(s->stmt);
+		imp_free(s->sql);
+	}
+	s->sql = copy;
+	s->hash = h;
+	s->stmt = st;
+	return st;
+}
+
+sqlite3_stmt *store__stmt(imp_db *db, const char *sql)
+{
+	uint32_t h = hash_sql(sql);
+	struct stmt_slot *idle = NULL;
+	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
+		struct stmt_slot *s = &db->cache[(h + i) % IMP_STMT_CACHE];
+		if(!s->sql) return fill_slot(db, s, h, sql);
+		if(s->hash == h && strcmp(s->sql, sql) == 0) {
+			sqlite3_reset(s->stmt);
+			sqlite3_clear_bindings(s->stmt);
+			return s->stmt;
+		}
+		if(!idle && !sqlite3_stmt_busy(s->stmt)) idle = s;
+	}
+	/* Full: replace a statement that is not being stepped (list queries vary with their
+	 * filters, so a long-lived process can meet more shapes than the cache holds). */
+	return idle ? fill_slot(db, idle, h, sql) : NULL;
+}
+
+imp_err store__rc(int rc)
+{
+	switch(rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW: return IMP_OK;
+	case SQLITE_CONSTRAINT: return IMP_ERR_CONFLICT;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED: return IMP_ERR_BUSY;
+	case SQLITE_NOMEM: return IMP_ERR_NOMEM;
+	default: return IMP_ERR_STORE;
+	}
+}
+
+imp_err store__exec(imp_db *db, const char *sql)
+{
+	return store__rc(sqlite3_exec(db->conn, sql, NULL, NULL, NULL));
+}
+
+static imp_err db_open(const char *path, int flags, imp_db **out)
+{
+	imp_db *db = imp_calloc(1, sizeof *db);
+	if(!db) return IMP_ERR_NOMEM;
+	if(sqlite3_open_v2(path, &db->conn, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		sqlite3_close(db->conn);
+		imp_free(db);
+		return IMP_ERR_STORE;
+	}
+	sqlite3_busy_timeout(db->conn, 10000);
+	imp_err rc = store__exec(db,
+		"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+		"PRAGMA cache_size=-32768; PRAGMA mmap_size=1073741824; PRAGMA temp_store=MEMORY;");
+	if(rc) {
+		sqlite3_close(db->conn);
+		imp_free(db);
+		return rc;
+	}
+	*out = db;
+	return IMP_OK;
+}
+
+static void db_close(imp_db *db)
+{
+	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
+		if(db->cache[i].sql) {
+			sqlite3_finalize(db->cache[i].stmt);
+			imp_free(db->cache[i].sql);
+		}
+	}
+	sqlite3_close(db->conn);
+	imp_free(db);
+}
+
+static void unlink_db(imp_store *s, imp_db *db)
+{
+	pthread_mutex_lock(&s->lock);
+	for(imp_db **p = &s->all; *p; p = &(*p)->next) {
+		if(*p == db) {
+			*p = db->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void thread_exit(void *arg)
+{
+	imp_db *db = arg;
+	unlink_db(db->store, db);
+	db_close(db);
+}
+
+static imp_err migrate(imp_db *db)
+{
+	int count, have = 0;
+	const char *const *m = imp_migrations(&count);
+	sqlite3_stmt *st;
+	if(sqlite3_prepare_v2(db->conn, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return IMP_ERR_STORE;
+	if(sqlite3_step(st) == SQLITE_ROW) have = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	for(int i = have; i < count; i++) {
+		char ver[64];
+		imp_err rc = store__exec(db, "BEGIN IMMEDIATE");
+		if(rc) return rc;
+		rc = store__exec(db, m[i]);
+		snprintf(ver, sizeof ver, "PRAGMA user_version=%d", i + 1);
+		if(!rc) rc = store__exec(db, ver);
+		if(!rc) rc = store__exec(db, "COMMIT");
+		if(rc) {
+			store__exec(db, "ROLLBACK");
+			return rc;
+		}
+	}
+	return IMP_OK;
+}
+
+imp_err imp_store_open(const char *path, int create, imp_store **out)
+{
+	imp_db *db = NULL;
+	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+	imp_err rc = db_open(path, flags, &db);
+	if(rc) return create ? rc : IMP_ERR_NOT_FOUND;
+	rc = migrate(db);
+	db_close(db);
+	if(rc) return rc;
+
+	imp_store *s = imp_calloc(1, sizeof *s);
+	if(!s) return IMP_ERR_NOMEM;
+	s->path = imp_strdup(path);
+	if(!s->path || pthread_key_create(&s->key, thread_exit)) {
+		imp_free(s->path);
+		imp_free(s);
+		return IMP_ERR_NOMEM;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	*out = s;
+	return IMP_OK;
+}
+
+imp_db *imp_store_db(imp_store *s)
+{
+	imp_db *db = pthread_getspecific(s->key);
+	if(db) return db;
+	if(db_open(s->path, SQLITE_OPEN_READWRITE, &db)) return NULL;
+	db->store = s;
+	pthread_mutex_lock(&s->lock);
+	db->next = s->all;
+	s->all = db;
+	pthread_mutex_unlock(&s->lock);
+	pthread_setspecific(s->key, db);
+	return db;
+}
+
+void imp_store_close(imp_store **sp)
+{
+	imp_store *s = *sp;
+	if(!s) return;
+	pthread_setspecific(s->key, NULL);
+	pthread_key_delete(s->key);
+	while(s->all) {
+		imp_db *db = s->all;
+		s->all = db->next;
+		db_close(db);
+	}
+	pthread_mutex_destroy(&s->lock);
+	imp_free(s->path);
+	imp_free(s);
+	*sp = NULL;
+}
+
+imp_err imp_db_begin(imp_db *db) { return store__exec(db, "BEGIN IMMEDIATE"); }
+
+imp_err imp_db_commit(imp_db *db)
+{
+	imp_err rc = store__exec(db, "COMMIT");
+	if(rc) imp_db_rollback(db);
+	return rc;
+}
+
+void imp_db_rollback(imp_db *db)
+{
+	if(!sqlite3_get_autocommit(db->conn)) store__exec(db, "ROLLBACK");
+}
+
+imp_err imp_db_ping(imp_db *db)
+{
+	sqlite3_stmt *st = store__stmt(db, "SELECT 1");
+	if(!st) return IMP_ERR_STORE;
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? IMP_OK : store__rc(rc);
+}
+
+imp_err imp_db_integrity(imp_db *db)
+{
+	sqlite3_stmt *st = store__stmt(db, "PRAGMA integrity_check");
+	if(!st) return IMP_ERR_STORE;
+	imp_err rc = IMP_ERR_STORE;
+	if(sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0) rc = IMP_OK;
+	sqlite3_reset(st);
+	return rc;
+}

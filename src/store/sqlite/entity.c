@@ -1,0 +1,476 @@
+/* Generic entity rows: meta columns, a JSON document, and the kind's indexed columns.
+ * Column fields live only in their columns; the document holds the rest. */
+#include "store/sqlite/internal.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/timeutil.h"
+
+#define SQL_MAX 2048
+#define META_COLS "t.key, t.id, t.account, t.version, t.created, t.created_by, t.modified, t.modified_by, t.doc, a.id"
+#define META_N 10
+
+typedef struct {
+	char s[SQL_MAX];
+	size_t n;
+	int overflow;
+} sqlbuf;
+
+static void sb_add(sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(sqlbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int w = vsnprintf(b->s + b->n, SQL_MAX - b->n, fmt, ap);
+	va_end(ap);
+	if(w < 0 || (size_t)w >= SQL_MAX - b->n) b->overflow = 1;
+	else b->n += (size_t)w;
+}
+
+void imp_entity_clear(imp_entity *e)
+{
+	json_decref(e->doc);
+	e->doc = NULL;
+}
+
+static void add_columns(sqlbuf *b, const imp_kind *k, const char *prefix)
+{
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(f->column) sb_add(b, ", %s%s", prefix, f->column);
+	}
+}
+
+static void bind_json(sqlite3_stmt *st, int i, const imp_field *f, const json_t *v)
+{
+	if(!v || json_is_null(v)) sqlite3_bind_null(st, i);
+	else if(json_is_boolean(v)) sqlite3_bind_int(st, i, json_is_true(v));
+	else if(json_is_integer(v)) sqlite3_bind_int64(st, i, json_integer_value(v));
+	else if(json_is_string(v)) sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v), SQLITE_TRANSIENT);
+	else if(f->type == IMP_T_BOOL) sqlite3_bind_int(st, i, 0);
+	else sqlite3_bind_null(st, i);
+}
+
+static json_t *column_json(sqlite3_stmt *st, int i, const imp_field *f)
+{
+	if(sqlite3_column_type(st, i) == SQLITE_NULL) return f->type == IMP_T_BOOL ? json_false() : json_null();
+	if(f->type == IMP_T_BOOL) return json_boolean(sqlite3_column_int(st, i));
+	return json_stringn((const char *)sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
+}
+
+static void copy_id(imp_id *dst, sqlite3_stmt *st, int i)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+	snprintf(dst->s, sizeof dst->s, "%s", s ? (const char *)s : "");
+}
+
+/* Reads a row selected as META_COLS followed by the kind's columns. */
+static imp_err read_row(sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
+{
+	memset(e, 0, sizeof *e);
+	e->key = sqlite3_column_int64(st, 0);
+	copy_id(&e->id, st, 1);
+	e->account = sqlite3_column_int64(st, 2);
+	e->version = sqlite3_column_int64(st, 3);
+	e->created = (uint64_t)sqlite3_column_int64(st, 4);
+	copy_id(&e->created_by, st, 5);
+	e->modified = (uint64_t)sqlite3_column_int64(st, 6);
+	copy_id(&e->modified_by, st, 7);
+	copy_id(&e->account_id, st, 9);
+	e->doc = json_loadb((const char *)sqlite3_column_blob(st, 8), (size_t)sqlite3_column_bytes(st, 8), 0, NULL);
+	if(!e->doc) return IMP_ERR_STORE;
+	int c = META_N;
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(!f->column) continue;
+		json_t *v = column_json(st, c++, f);
+		if(!v || json_object_set_new(e->doc, f->name, v)) {
+			imp_entity_clear(e);
+			return IMP_ERR_NOMEM;
+		}
+	}
+	return IMP_OK;
+}
+
+/* The document to store: doc without its column fields. Caller frees. */
+static char *doc_text(const imp_kind *k, json_t *doc)
+{
+	json_t *copy = json_object();
+	const char *name;
+	json_t *v;
+	if(!copy) return NULL;
+	json_object_foreach(doc, name, v) {
+		const imp_field *f = imp_kind_field(k, name);
+		if(f && (f->column || (f->flags & IMP_F_WRITE_ONLY))) continue;
+		json_object_set(copy, name, v);
+	}
+	char *s = json_dumps(copy, JSON_COMPACT);
+	json_decref(copy);
+	return s;
+}
+
+imp_err imp_db_insert(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret)
+{
+	sqlbuf b = {.n = 0};
+	sb_add(&b, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
+	add_columns(&b, k, "");
+	sb_add(&b, ") VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?");
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(f->column) sb_add(&b, ", ?");
+	}
+	sb_add(&b, ")");
+	if(b.overflow) return IMP_ERR_STORE;
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+
+	char *doc = doc_text(k, e->doc);
+	if(!doc) return IMP_ERR_NOMEM;
+	e->created = e->modified = imp_now_ms();
+	e->version = 1;
+	e->modified_by = e->created_by;
+	sqlite3_bind_text(st, 1, e->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, e->account);
+	sqlite3_bind_int64(st, 3, (int64_t)e->created);
+	sqlite3_bind_text(st, 4, e->created_by.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (int64_t)e->modified);
+	sqlite3_bind_text(st, 6, e->modified_by.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, doc, -1, SQLITE_STATIC);
+	if(secret) sqlite3_bind_text(st, 8, secret, -1, SQLITE_STATIC);
+	else sqlite3_bind_null(st, 8);
+	int i = 9;
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
+	}
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	imp_free(doc);
+	if(rc != SQLITE_DONE) return store__rc(rc);
+	e->key = sqlite3_last_insert_rowid(db->conn);
+	return IMP_OK;
+}
+
+/* SELECT of META_COLS, the kind's columns, then extra (", t.secret" or ""). */
+static void select_prefix(sqlbuf *b, const imp_kind *k, const char *extra)
+{
+	sb_add(b, "SELECT " META_COLS);
+	add_columns(b, k, "t.");
+	sb_add(b, "%s FROM %s t JOIN accounts a ON a.key = t.account", extra, k->table);
+}
+
+imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out)
+{
+	sqlbuf b = {.n = 0};
+	select_prefix(&b, k, "");
+	sb_add(&b, " WHERE t.id = ? AND t.account = ?");
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, account);
+	int rc = sqlite3_step(st);
+	imp_err err = rc == SQLITE_ROW ? read_row(st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+	sqlite3_reset(st);
+	return err;
+}
+
+imp_err imp_db_update(imp_db *db, const imp_kind *k, imp_entity *e, int64_t expect_version)
+{
+	sqlbuf b = {.n = 0};
+	sb_add(&b, "UPDATE %s SET version = version + 1, modified = ?, modified_by = ?, doc = ?", k->table);
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(f->column) sb_add(&b, ", %s = ?", f->column);
+	}
+	sb_add(&b, " WHERE id = ? AND account = ? AND (? < 0 OR version = ?) RETURNING version, modified");
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	char *doc = doc_text(k, e->doc);
+	if(!doc) return IMP_ERR_NOMEM;
+	uint64_t now = imp_now_ms();
+	sqlite3_bind_int64(st, 1, (int64_t)now);
+	sqlite3_bind_text(st, 2, e->modified_by.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, doc, -1, SQLITE_STATIC);
+	int i = 4;
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
+	}
+	sqlite3_bind_text(st, i++, e->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, i++, e->account);
+	sqlite3_bind_int64(st, i++, expect_version);
+	sqlite3_bind_int64(st, i++, expect_version);
+	int rc = sqlite3_step(st);
+	imp_err err = IMP_OK;
+	if(rc == SQLITE_ROW) {
+		e->version = sqlite3_column_int64(st, 0);
+		e->modified = (uint64_t)sqlite3_column_int64(st, 1);
+	} else if(rc == SQLITE_DONE) {
+		err = expect_version < 0 ? IMP_ERR_NOT_FOUND : IMP_ERR_STALE;
+	} else {
+		err = store__rc(rc);
+	}
+	sqlite3_reset(st);
+	imp_free(doc);
+	if(err == IMP_ERR_STALE) {
+		/* Tell a stale version from a row deleted meanwhile. */
+		imp_entity cur;
+		if(imp_db_get(db, k, e->account, e->id.s, &cur) == IMP_ERR_NOT_FOUND) return IMP_ERR_NOT_FOUND;
+		imp_entity_clear(&cur);
+	}
+	return err;
+}
+
+imp_err imp_db_delete(imp_db *db, const imp_kind *k, int64_t account, const char *id, int64_t expect_version)
+{
+	sqlbuf b = {.n = 0};
+	sb_add(&b, "DELETE FROM %s WHERE id = ? AND account = ? AND (? < 0 OR version = ?)", k->table);
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, account);
+	sqlite3_bind_int64(st, 3, expect_version);
+	sqlite3_bind_int64(st, 4, expect_version);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if(rc != SQLITE_DONE) return store__rc(rc);
+	if(sqlite3_changes(db->conn) == 1) return IMP_OK;
+	if(expect_version < 0) return IMP_ERR_NOT_FOUND;
+	imp_entity cur;
+	imp_err err = imp_db_get(db, k, account, id, &cur);
+	if(err) return err;
+	imp_entity_clear(&cur);
+	return IMP_ERR_STALE;
+}
+
+static const char *column_of(const imp_kind *k, const char *field)
+{
+	const imp_field *f = imp_kind_field(k, field);
+	return f ? f->column : NULL;
+}
+
+imp_err imp_db_count_where(imp_db *db, const imp_kind *k, int64_t account, const char *field,
+                           const char *value, int64_t *n)
+{
+	const char *col = column_of(k, field);
+	if(!col) return IMP_ERR_STORE;
+	sqlbuf b = {.n = 0};
+	sb_add(&b, "SELECT count(*) FROM %s WHERE account = ? AND %s = ?", k->table, col);
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, account);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	*n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? IMP_OK : store__rc(rc);
+}
+
+imp_err imp_db_delete_where(imp_db *db, const imp_kind *k, int64_t account, const char *field, const char *value)
+{
+	const char *col = column_of(k, field);
+	if(!col) return IMP_ERR_STORE;
+	sqlbuf b = {.n = 0};
+	sb_add(&b, "DELETE FROM %s WHERE account = ? AND %s = ?", k->table, col);
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, account);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return store__rc(rc);
+}
+
+static const char *sort_column(const imp_kind *k, const char *sort)
+{
+	if(!sort || strcmp(sort, "created") == 0) return "key";
+	if(strcmp(sort, "lastModified") == 0) return "modified";
+	const imp_field *f = imp_kind_field(k, sort);
+	return f && (f->flags & IMP_F_SORT) ? f->column : NULL;
+}
+
+/* Adds the WHERE clause for q and binds nothing; bind_where binds in the same order. */
+static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int with_cursor)
+{
+	sb_add(b, " WHERE t.account = ?");
+	for(size_t i = 0; i < q->nfilters; i++) {
+		const imp_field *f = imp_kind_field(k, q->filters[i].field);
+		if(!f || !f->column || !(f->flags & IMP_F_FILTER)) return IMP_ERR_BAD_REQUEST;
+		if(strcmp(q->filters[i].value, "null") == 0 && (f->flags & IMP_F_NULLABLE))
+			sb_add(b, " AND t.%s IS NULL", f->column);
+		else
+			sb_add(b, " AND t.%s = ?", f->column);
+	}
+	if(q->q && k->q_columns[0]) {
+		sb_add(b, " AND (");
+		for(int i = 0; i < 2 && k->q_columns[i]; i++) {
+			sb_add(b, "%s(t.%s >= ? AND t.%s < ?)", i ? " OR " : "", k->q_columns[i], k->q_columns[i]);
+		}
+		sb_add(b, ")");
+	}
+	if(with_cursor && q->after >= 0) sb_add(b, " AND t.key %s ?", q->desc ? "<" : ">");
+	return b->overflow ? IMP_ERR_STORE : IMP_OK;
+}
+
+static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, const imp_query *q,
+                          int with_cursor, int *next, char *hi)
+{
+	int i = 1;
+	sqlite3_bind_int64(st, i++, account);
+	for(size_t j = 0; j < q->nfilters; j++) {
+		const imp_field *f = imp_kind_field(k, q->filters[j].field);
+		const char *v = q->filters[j].value;
+		if(strcmp(v, "null") == 0 && (f->flags & IMP_F_NULLABLE)) continue;
+		if(f->type == IMP_T_BOOL) {
+			if(strcmp(v, "true") == 0) sqlite3_bind_int(st, i++, 1);
+			else if(strcmp(v, "false") == 0) sqlite3_bind_int(st, i++, 0);
+			else return IMP_ERR_BAD_REQUEST;
+		} else {
+			sqlite3_bind_text(st, i++, v, -1, SQLITE_STATIC);
+		}
+	}
+	if(q->q && k->q_columns[0]) {
+		for(int c = 0; c < 2 && k->q_columns[c]; c++) {
+			sqlite3_bind_text(st, i++, q->q, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, i++, hi, -1, SQLITE_STATIC);
+		}
+	}
+	if(with_cursor && q->after >= 0) sqlite3_bind_int64(st, i++, q->after);
+	*next = i;
+	return IMP_OK;
+}
+
+imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_query *q,
+                    imp_render_fn render, void *arg, json_t *results, int64_t *count, int64_t *last)
+{
+	const char *sort = sort_column(k, q->sort);
+	if(!sort) return IMP_ERR_BAD_REQUEST;
+	/* Upper bound of the prefix range: the prefix followed by a byte no UTF-8 string has. */
+	char hi[IMP_SERIAL_MAX * 4 + 8] = "";
+	if(q->q) {
+		if(strlen(q->q) > sizeof hi - 2) return IMP_ERR_BAD_REQUEST;
+		snprintf(hi, sizeof hi, "%s\xf5", q->q);
+	}
+	int next;
+	imp_err err;
+	*last = -1;
+	if(q->want_count) {
+		sqlbuf b = {.n = 0};
+		sb_add(&b, "SELECT count(*) FROM %s t", k->table);
+		if((err = add_where(&b, k, q, 0))) return err;
+		sqlite3_stmt *st = store__stmt(db, b.s);
+		if(!st) return IMP_ERR_STORE;
+		if((err = bind_where(st, k, account, q, 0, &next, hi))) {
+			sqlite3_reset(st);
+			return err;
+		}
+		int rc = sqlite3_step(st);
+		*count = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		sqlite3_reset(st);
+		if(rc != SQLITE_ROW) return store__rc(rc);
+	}
+	if(!results) return IMP_OK;
+
+	sqlbuf b = {.n = 0};
+	select_prefix(&b, k, "");
+	if((err = add_where(&b, k, q, 1))) return err;
+	const char *dir = q->desc ? "DESC" : "ASC";
+	if(strcmp(sort, "key") == 0) sb_add(&b, " ORDER BY t.key %s LIMIT ? OFFSET ?", dir);
+	else sb_add(&b, " ORDER BY t.%s %s, t.key %s LIMIT ? OFFSET ?", sort, dir, dir);
+	if(b.overflow) return IMP_ERR_STORE;
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	if((err = bind_where(st, k, account, q, 1, &next, hi))) {
+		sqlite3_reset(st);
+		return err;
+	}
+	sqlite3_bind_int64(st, next++, q->page_size);
+	sqlite3_bind_int64(st, next, q->after >= 0 ? 0 : (q->page - 1) * q->page_size);
+	int rc;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		imp_entity e;
+		if((err = read_row(st, k, &e))) break;
+		json_t *o = render(db, k, &e, arg);
+		*last = e.key;
+		imp_entity_clear(&e);
+		if(!o || json_array_append_new(results, o)) {
+			err = IMP_ERR_NOMEM;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	if(err) return err;
+	return rc == SQLITE_DONE ? IMP_OK : store__rc(rc);
+}
+
+imp_err imp_db_get_secret(imp_db *db, const imp_kind *k, int64_t key, char **out)
+{
+	sqlbuf b = {.n = 0};
+	sb_add(&b, "SELECT secret FROM %s WHERE key = ?", k->table);
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, key);
+	int rc = sqlite3_step(st);
+	imp_err err = IMP_OK;
+	if(rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		*out = imp_strdup((const char *)sqlite3_column_text(st, 0));
+		if(!*out) err = IMP_ERR_NOMEM;
+	} else {
+		err = rc == SQLITE_ROW || rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+	}
+	sqlite3_reset(st);
+	return err;
+}
+
+imp_err imp_db_set_secret(imp_db *db, const imp_kind *k, int64_t key, const char *secret)
+{
+	sqlbuf b = {.n = 0};
+	sb_add(&b, "UPDATE %s SET secret = ? WHERE key = ?", k->table);
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_text(st, 1, secret, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, key);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return store__rc(rc);
+}
+
+imp_err imp_db_find_by_secret(imp_db *db, const imp_kind *k, const char *secret, imp_entity *out)
+{
+	sqlbuf b = {.n = 0};
+	select_prefix(&b, k, "");
+	sb_add(&b, " WHERE t.secret = ?");
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_text(st, 1, secret, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	imp_err err = rc == SQLITE_ROW ? read_row(st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+	sqlite3_reset(st);
+	return err;
+}
+
+imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn, void *arg,
+                              int *stopped)
+{
+	sqlbuf b = {.n = 0};
+	select_prefix(&b, &imp_kind_account_user, ", t.secret");
+	sb_add(&b, " WHERE t.email = ? AND (? = 0 OR t.account = ?)");
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_text(st, 1, email, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, account);
+	sqlite3_bind_int64(st, 3, account);
+	int rc, ncol = sqlite3_column_count(st);
+	imp_err err = IMP_OK;
+	*stopped = 0;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		imp_entity e;
+		if((err = read_row(st, &imp_kind_account_user, &e))) break;
+		const char *hash = (const char *)sqlite3_column_text(st, ncol - 1);
+		int stop = fn(&e, hash ? hash : "", arg);
+		imp_entity_clear(&e);
+		if(stop) {
+			*stopped = stop;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	if(err) return err;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? IMP_OK : store__rc(rc);
+}

@@ -1,0 +1,31 @@
+/* Shared by the SQLite backend's files; nothing outside src/store/sqlite includes this. */
+#ifndef IMP_STORE_SQLITE_INTERNAL_H
+#define IMP_STORE_SQLITE_INTERNAL_H
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store/store.h"
+
+#define IMP_STMT_CACHE 256
+
+struct stmt_slot {
+	char *sql;
+	uint32_t hash;
+	sqlite3_stmt *stmt;
+};
+
+struct imp_db {
+	sqlite3 *conn;
+	struct imp_store *store;
+	struct imp_db *next;
+	struct stmt_slot cache[IMP_STMT_CACHE];
+};
+
+/* The cached prepared statement for sql, reset and unbound; NULL on failure. The
+ * connection owns it: callers reset it after use and never finalize it. */
+sqlite3_stmt *store__stmt(imp_db *db, const char *sql);
+imp_err store__rc(int sqlite_rc);
+imp_err store__exec(imp_db *db, const char *sql);
+
+#endif

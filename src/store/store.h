@@ -1,0 +1,143 @@
+/* The store interface. Every entity read or write goes through these functions, and every
+ * one of them takes the caller's account key, so no handler can forget to scope a query:
+ * another account's id is simply not found. The SQLite backend is in sqlite/; a PostgreSQL
+ * one is to sit beside it behind the same functions.
+ *
+ * A store is opened once per process; each thread takes its own connection with
+ * imp_store_db(), which it must not share. */
+#ifndef IMP_STORE_H
+#define IMP_STORE_H
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/ids.h"
+#include "core/kind.h"
+
+typedef struct imp_store imp_store;
+typedef struct imp_db imp_db;
+
+/* Opens (creating when create is set) the store at path and applies migrations.
+ * Caller closes with imp_store_close(). IMP_ERR_NOT_FOUND when it does not exist and
+ * create is 0; IMP_ERR_STORE on any SQLite failure. */
+imp_err imp_store_open(const char *path, int create, imp_store **out);
+void imp_store_close(imp_store **s);
+
+/* This thread's connection, opened on first use; closed when the thread exits or the store
+ * closes. NULL when it cannot be opened. */
+imp_db *imp_store_db(imp_store *s);
+
+/* Transactions. begin takes the write lock at once (BEGIN IMMEDIATE). */
+imp_err imp_db_begin(imp_db *db);
+imp_err imp_db_commit(imp_db *db);
+void imp_db_rollback(imp_db *db);
+
+/* One stored entity: the meta fields every entity has, and doc, the JSON object of the
+ * kind's fields (including the ones the store keeps in columns). */
+typedef struct {
+	int64_t key;          /* internal integer key; ordering of creation */
+	imp_id id;
+	int64_t account;
+	imp_id account_id;
+	int64_t version;
+	uint64_t created, modified;
+	imp_id created_by, modified_by;
+	json_t *doc;          /* owned; release with imp_entity_clear() */
+} imp_entity;
+
+void imp_entity_clear(imp_entity *e);
+
+/* Inserts e (id, account, created_by and doc set by the caller; the rest set here).
+ * secret, when not NULL, is kept beside the row and never returned by get or list.
+ * IMP_ERR_CONFLICT on a unique constraint. */
+imp_err imp_db_insert(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret);
+
+/* Reads the entity id of kind k in account into out (caller clears it). NOT_FOUND. */
+imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out);
+
+/* Writes e's doc, bumps its version and modified time. expect_version < 0 skips the check;
+ * otherwise IMP_ERR_STALE when the stored version differs. NOT_FOUND. */
+imp_err imp_db_update(imp_db *db, const imp_kind *k, imp_entity *e, int64_t expect_version);
+
+/* Deletes id; expect_version as for update. NOT_FOUND, STALE. */
+imp_err imp_db_delete(imp_db *db, const imp_kind *k, int64_t account, const char *id, int64_t expect_version);
+
+/* Number of entities of kind k in account whose field equals value (the field must have a
+ * column). Used for "still in use" checks. */
+imp_err imp_db_count_where(imp_db *db, const imp_kind *k, int64_t account, const char *field,
+                           const char *value, int64_t *n);
+
+/* Deletes every entity of kind k in account whose field equals value. */
+imp_err imp_db_delete_where(imp_db *db, const imp_kind *k, int64_t account, const char *field,
+                            const char *value);
+
+typedef struct {
+	const char *field;   /* a field with IMP_F_FILTER */
+	const char *value;   /* as given in the query string; "null" matches null */
+} imp_filter;
+
+typedef struct {
+	const imp_filter *filters;
+	size_t nfilters;
+	const char *q;           /* prefix of any of the kind's q_columns, or NULL */
+	const char *sort;        /* a field with IMP_F_SORT, "created" or "lastModified" */
+	int desc;
+	int64_t page;            /* from 1; ignored when after >= 0 */
+	int64_t page_size;
+	int64_t after;           /* cursor: keys after (before, when desc) this one; -1 none */
+	int want_count;
+} imp_query;
+
+/* Appends the matching entities to results (a JSON array of entity objects rendered by
+ * render(), which returns a new reference or NULL on failure). Sets *count to the total
+ * match count when want_count, and *last to the last key returned (-1 when none).
+ * IMP_ERR_BAD_REQUEST when a filter value has the wrong type for its field. */
+typedef json_t *(*imp_render_fn)(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg);
+imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_query *q,
+                    imp_render_fn render, void *arg, json_t *results, int64_t *count, int64_t *last);
+
+/* Accounts. */
+imp_err imp_db_account_create(imp_db *db, const char *name, imp_id *id, int64_t *key);
+imp_err imp_db_account_key(imp_db *db, const char *id, int64_t *key);
+
+/* The secret kept with an entity by imp_db_insert/imp_db_set_secret. Caller frees *out. */
+imp_err imp_db_get_secret(imp_db *db, const imp_kind *k, int64_t key, char **out);
+imp_err imp_db_set_secret(imp_db *db, const imp_kind *k, int64_t key, const char *secret);
+
+/* The entity of kind k whose secret equals secret (API keys, by keyed hash). NOT_FOUND. */
+imp_err imp_db_find_by_secret(imp_db *db, const imp_kind *k, const char *secret, imp_entity *out);
+
+/* Calls fn for every account user with this email (in account, when account > 0) with its
+ * password hash, until fn returns non-zero, which is then returned. */
+typedef int (*imp_user_fn)(const imp_entity *user, const char *pwhash, void *arg);
+imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn,
+                              void *arg, int *stopped);
+
+/* Login sessions. */
+imp_err imp_db_session_create(imp_db *db, int64_t account, const char *user_id, uint64_t expires_ms,
+                              imp_id *id);
+/* IMP_OK when session id exists for user and has not expired; NOT_FOUND otherwise. */
+imp_err imp_db_session_check(imp_db *db, const char *id, const char *user_id, uint64_t now_ms);
+
+/* Audit entries. details may be NULL. */
+typedef struct {
+	int64_t account;
+	const char *actor_id;
+	const char *actor_type;   /* accountUser, apiKey, system */
+	const char *action;       /* create, update, delete, ... */
+	const char *entity_type;  /* a kind name */
+	const char *entity_id;
+	json_t *details;          /* borrowed */
+} imp_audit;
+
+imp_err imp_db_audit(imp_db *db, const imp_audit *a);
+imp_err imp_db_audit_list(imp_db *db, int64_t account, const char *entity_id, const char *action,
+                          const imp_query *q, json_t *results, int64_t *count, int64_t *last);
+
+/* Store health: IMP_OK when a trivial query answers. */
+imp_err imp_db_ping(imp_db *db);
+
+/* Runs PRAGMA integrity_check; IMP_OK when it says ok. */
+imp_err imp_db_integrity(imp_db *db);
+
+#endif
