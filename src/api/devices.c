@@ -57,6 +57,8 @@ static imp_err device_validate(imp_req *r, json_t *doc, const imp_entity *old)
 	json_object_foreach(doc, name, v) {
 		if(imp_kind_field(&imp_kind_device, name)) continue;
 		json_t *f = find_named(fields, name);
+		/* a value kept from before its custom field was deleted does not block updates */
+		if(!f && old && json_equal(v, json_object_get(old->doc, name))) continue;
 		if(!f) {
 			char safe[IMP_FIELD_NAME_MAX + 1];
 			snprintf(safe, sizeof safe, "%s", name);

@@ -199,12 +199,12 @@ static imp_err check_path_id(imp_req *r)
 
 static imp_err fail_store(imp_req *r, imp_err rc, const char *kind)
 {
+	if(r->err_msg[0]) return rc; /* already described (a hook's 409 in_use, a 422) */
 	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "id", "no such %s", kind);
 	if(rc == IMP_ERR_STALE)
 		return api_fail(r, rc, "version_mismatch", "version", "the %s changed since that version; read it again", kind);
 	if(rc == IMP_ERR_CONFLICT) return api_fail(r, rc, "conflict", NULL, "a %s with these values exists already", kind);
 	if(rc == IMP_ERR_BUSY) return api_fail(r, rc, "busy", NULL, "the store is busy; try again");
-	if(r->err_msg[0]) return rc;
 	return api_fail(r, rc, NULL, NULL, "the %s could not be stored", kind);
 }
 
@@ -228,13 +228,13 @@ imp_err imp_res_create(imp_req *r)
 	e.account = r->who.account;
 	e.account_id = r->who.account_id;
 	e.created_by = r->who.actor_id;
-	if((rc = imp_db_begin(r->db))) goto out;
+	if((rc = imp_db_begin(&r->db))) goto out;
 	if((rc = check_refs(r, res, e.doc))) goto out;
 	if(res->validate && (rc = res->validate(r, e.doc, NULL))) goto out;
 	if(res->make_secret && (rc = res->make_secret(r, e.doc, &secret, &reveal))) goto out;
 	if((rc = imp_db_insert(r->db, res->kind, &e, secret))) goto out;
 	if((rc = api_audit(r, "create", kind, e.id.s, NULL))) goto out;
-	if((rc = imp_db_commit(r->db))) goto out;
+	if((rc = imp_db_commit(&r->db))) goto out;
 	rc = reply_entity(r, res, &e, 201, reveal);
 out:
 	if(rc) rc = fail_store(r, rc, kind);
@@ -273,7 +273,7 @@ imp_err imp_res_update(imp_req *r)
 	if((rc = api_expected_version(r, &expect))) return rc;
 	json_t *body = api_body_object(r);
 	if(!body) return IMP_ERR_BAD_REQUEST;
-	if((rc = imp_db_begin(r->db))) goto out;
+	if((rc = imp_db_begin(&r->db))) goto out;
 	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &old))) goto out;
 	e = old;
 	e.doc = json_deep_copy(old.doc);
@@ -287,7 +287,7 @@ imp_err imp_res_update(imp_req *r)
 	e.modified_by = r->who.actor_id;
 	if((rc = imp_db_update(r->db, res->kind, &e, expect))) goto out;
 	if((rc = api_audit(r, "update", res->kind->name, e.id.s, NULL))) goto out;
-	if((rc = imp_db_commit(r->db))) goto out;
+	if((rc = imp_db_commit(&r->db))) goto out;
 	rc = reply_entity(r, res, &e, 200, NULL);
 out:
 	if(rc) rc = fail_store(r, rc, res->kind->name);
@@ -305,7 +305,7 @@ imp_err imp_res_delete(imp_req *r)
 	imp_err rc = check_path_id(r);
 	if(rc) return rc;
 	if((rc = api_expected_version(r, &expect))) return rc;
-	if((rc = imp_db_begin(r->db))) goto out;
+	if((rc = imp_db_begin(&r->db))) goto out;
 	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &e))) goto out;
 	if(expect >= 0 && expect != e.version) {
 		rc = IMP_ERR_STALE;
@@ -314,7 +314,7 @@ imp_err imp_res_delete(imp_req *r)
 	if(res->before_delete && (rc = res->before_delete(r, &e))) goto out;
 	if((rc = imp_db_delete(r->db, res->kind, r->who.account, e.id.s, expect))) goto out;
 	if((rc = api_audit(r, "delete", res->kind->name, e.id.s, NULL))) goto out;
-	if((rc = imp_db_commit(r->db))) goto out;
+	if((rc = imp_db_commit(&r->db))) goto out;
 	rc = api_reply(r, 204, NULL);
 out:
 	if(rc) rc = fail_store(r, rc, res->kind->name);
@@ -386,7 +386,7 @@ json_t *imp_list_body(const char *plural, json_t *results, const imp_query *q, i
 	                         (json_int_t)q->page_size, "sortBy", q->sort, "sortOrder", q->desc ? "desc" : "asc");
 	if(!meta) return NULL;
 	if(q->want_count) json_object_set_new(meta, "count", json_integer(count));
-	if(results && last >= 0 && (int64_t)json_array_size(results) == q->page_size) {
+	if(results && last >= 0 && (int64_t)json_array_size(results) == q->page_size && strcmp(q->sort, "created") == 0) {
 		char num[24], cur[40];
 		snprintf(num, sizeof num, "%lld", (long long)last);
 		imp_b64_encode(num, strlen(num), cur, 1);

@@ -83,6 +83,17 @@ static int allowed(imp_access need, unsigned scopes)
 	return 0;
 }
 
+/* 1 when the request's method may be echoed in an error message: short, printable ASCII
+ * (libmicrohttpd passes any bytes, and a message that is not UTF-8 cannot become JSON). */
+static int method_printable(const char *m)
+{
+	size_t n = 0;
+	for(; m[n]; n++) {
+		if((unsigned char)m[n] <= ' ' || (unsigned char)m[n] >= 0x7f) return 0;
+	}
+	return n < 16;
+}
+
 imp_err imp_router_dispatch(imp_req *r)
 {
 	int path_known = 0;
@@ -96,7 +107,7 @@ imp_err imp_router_dispatch(imp_req *r)
 	}
 	if(!r->route) {
 		if(path_known) return api_fail(r, IMP_ERR_METHOD, "method_not_allowed", NULL, "this path does not take %s",
-		                               strlen(r->method) < 16 ? r->method : "that method");
+		                               method_printable(r->method) ? r->method : "that method");
 		return api_fail(r, IMP_ERR_NOT_FOUND, "route_not_found", NULL, "no such path");
 	}
 	r->db = imp_store_db(r->app->store);

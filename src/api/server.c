@@ -154,7 +154,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		body = r.out;
 		r.out = NULL;
 	}
-	if(r.db) imp_db_rollback(r.db); /* a handler that failed mid-transaction */
+	if(r.db) imp_db_rollback(&r.db); /* a handler that failed mid-transaction */
 	enum MHD_Result ret = send_json(c, status, body, &r);
 	json_decref(body);
 	log_line(method, r.route ? r.route->pattern : "-", status, imp_mono_us() - cs->start_us);

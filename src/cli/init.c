@@ -52,7 +52,7 @@ static int make_account(imp_db *db, const imp_keys *keys, const char *email_opt,
 	if(imp_password_hash(password, pwhash, sizeof pwhash) || imp_api_key_new(keys, key, key_hash)) return 1;
 	if(imp_id_new(&user_id) || imp_id_new(&key_id)) return 1;
 
-	if((rc = imp_db_begin(db))) goto fail;
+	if((rc = imp_db_begin(&db))) goto fail;
 	if((rc = imp_db_account_create(db, "default", &account, &akey))) goto fail;
 	if(email_opt) snprintf(email, sizeof email, "%s", email_opt);
 	else if(akey == 1) snprintf(email, sizeof email, "admin@imprint.local");
@@ -74,7 +74,7 @@ static int make_account(imp_db *db, const imp_keys *keys, const char *email_opt,
 	imp_entity_clear(&user);
 	imp_entity_clear(&apikey);
 	if(rc) goto fail;
-	if((rc = imp_db_commit(db))) goto fail;
+	if((rc = imp_db_commit(&db))) goto fail;
 
 	if(json) {
 		json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "accountId", account.s, "email", email, "password", password,
@@ -96,7 +96,7 @@ static int make_account(imp_db *db, const imp_keys *keys, const char *email_opt,
 	sodium_memzero(key, sizeof key);
 	return 0;
 fail:
-	imp_db_rollback(db);
+	imp_db_rollback(&db);
 	fprintf(stderr, "imprint: could not create the account (%s)\n", imp_err_name(rc));
 	return 1;
 }

@@ -21,7 +21,7 @@ static const imp_field DEVICE_TEMPLATE_FIELDS[] = {
 	{0}};
 
 const imp_kind imp_kind_device_template = {"deviceTemplate", "deviceTemplates", "device_templates",
-                                           DEVICE_TEMPLATE_FIELDS, {NULL, NULL}};
+                                           DEVICE_TEMPLATE_FIELDS, {NULL, NULL}, NULL};
 
 static const imp_field DEVICE_FIELD_FIELDS[] = {
 	{"deviceTemplateId", IMP_T_REF, IMP_F_REQUIRED | IMP_F_CREATE_ONLY | IMP_F_FILTER, 0, NULL, NULL, "deviceTemplate", "template_id"},
@@ -31,7 +31,7 @@ static const imp_field DEVICE_FIELD_FIELDS[] = {
 	{"default", IMP_T_ANY, IMP_F_NULLABLE, 0, NULL, NULL, NULL, NULL},
 	{0}};
 
-const imp_kind imp_kind_device_field = {"deviceField", "deviceFields", "device_fields", DEVICE_FIELD_FIELDS, {NULL, NULL}};
+const imp_kind imp_kind_device_field = {"deviceField", "deviceFields", "device_fields", DEVICE_FIELD_FIELDS, {NULL, NULL}, NULL};
 
 static const imp_field CHANNEL_TEMPLATE_FIELDS[] = {
 	{"name", IMP_T_STRING, IMP_F_REQUIRED | IMP_F_CREATE_ONLY | IMP_F_FILTER | IMP_F_SORT, IMP_CHANNEL_MAX, NULL, NULL, NULL, "name"},
@@ -42,7 +42,7 @@ static const imp_field CHANNEL_TEMPLATE_FIELDS[] = {
 	{0}};
 
 const imp_kind imp_kind_channel_template = {"channelTemplate", "channelTemplates", "channel_templates",
-                                            CHANNEL_TEMPLATE_FIELDS, {NULL, NULL}};
+                                            CHANNEL_TEMPLATE_FIELDS, {NULL, NULL}, NULL};
 
 static const imp_field ORG_TEMPLATE_FIELDS[] = {
 	NAME_FIELD(IMP_F_REQUIRED),
@@ -50,7 +50,7 @@ static const imp_field ORG_TEMPLATE_FIELDS[] = {
 	{0}};
 
 const imp_kind imp_kind_organization_template = {"organizationTemplate", "organizationTemplates",
-                                                 "organization_templates", ORG_TEMPLATE_FIELDS, {NULL, NULL}};
+                                                 "organization_templates", ORG_TEMPLATE_FIELDS, {NULL, NULL}, NULL};
 
 static const imp_field ORG_FIELDS[] = {
 	NAME_FIELD(IMP_F_REQUIRED),
@@ -59,7 +59,7 @@ static const imp_field ORG_FIELDS[] = {
 	{"description", IMP_T_STRING, IMP_F_NULLABLE, IMP_TEXT_MAX, NULL, NULL, NULL, NULL},
 	{0}};
 
-const imp_kind imp_kind_organization = {"organization", "organizations", "organizations", ORG_FIELDS, {NULL, NULL}};
+const imp_kind imp_kind_organization = {"organization", "organizations", "organizations", ORG_FIELDS, {NULL, NULL}, NULL};
 
 static const imp_field ACCOUNT_USER_FIELDS[] = {
 	{"emailAddress", IMP_T_STRING, IMP_F_REQUIRED | IMP_F_CREATE_ONLY | IMP_F_FILTER | IMP_F_SORT, IMP_EMAIL_MAX, NULL, NULL, NULL, "email"},
@@ -67,14 +67,14 @@ static const imp_field ACCOUNT_USER_FIELDS[] = {
 	{"password", IMP_T_STRING, IMP_F_REQUIRED | IMP_F_WRITE_ONLY, IMP_PASSWORD_MAX, NULL, NULL, NULL, NULL},
 	{0}};
 
-const imp_kind imp_kind_account_user = {"accountUser", "accountUsers", "account_users", ACCOUNT_USER_FIELDS, {NULL, NULL}};
+const imp_kind imp_kind_account_user = {"accountUser", "accountUsers", "account_users", ACCOUNT_USER_FIELDS, {NULL, NULL}, NULL};
 
 static const imp_field API_KEY_FIELDS[] = {
 	NAME_FIELD(IMP_F_REQUIRED),
 	{"scopes", IMP_T_SCOPES, IMP_F_REQUIRED | IMP_F_CREATE_ONLY, 0, imp_scope_names, NULL, NULL, NULL},
 	{0}};
 
-const imp_kind imp_kind_api_key = {"apiKey", "apiKeys", "api_keys", API_KEY_FIELDS, {NULL, NULL}};
+const imp_kind imp_kind_api_key = {"apiKey", "apiKeys", "api_keys", API_KEY_FIELDS, {NULL, NULL}, NULL};
 
 static const imp_field DEVICE_FIELDS[] = {
 	{"deviceTemplateId", IMP_T_REF, IMP_F_REQUIRED | IMP_F_CREATE_ONLY | IMP_F_FILTER, 0, NULL, NULL, "deviceTemplate", "template_id"},
@@ -91,7 +91,11 @@ static const imp_field DEVICE_FIELDS[] = {
 	{"purchaseDate", IMP_T_DATETIME, IMP_F_NULLABLE, 0, NULL, NULL, NULL, NULL},
 	{0}};
 
-const imp_kind imp_kind_device = {"device", "devices", "devices", DEVICE_FIELDS, {"serial", "name"}};
+static const char *const DEVICE_INDEX_ORDER[] = {"serialNumber", "q", "organizationId", "firmwareVersion",
+                                                 "deviceTemplateId", "provisioningState", "connected", "disabled",
+                                                 NULL};
+
+const imp_kind imp_kind_device = {"device", "devices", "devices", DEVICE_FIELDS, {"serial", "name"}, DEVICE_INDEX_ORDER};
 
 static const imp_kind *const ALL[] = {
 	&imp_kind_device_template, &imp_kind_device_field, &imp_kind_channel_template,

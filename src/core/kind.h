@@ -43,6 +43,10 @@ typedef struct imp_kind {
 	const char *table;           /* store table */
 	const imp_field *fields;     /* ends with a zeroed entry */
 	const char *q_columns[2];    /* columns that ?q= matches by prefix, or NULL */
+	/* Filters from most to least selective ("q" stands for ?q=). The store searches by
+	 * the index of the first one a list uses and checks the rest row by row, instead of
+	 * leaving SQLite to guess without statistics. NULL: let SQLite choose. */
+	const char *const *index_order;
 } imp_kind;
 
 extern const imp_kind imp_kind_device_template;

@@ -1,11 +1,15 @@
 #include "core/ratelimit.h"
 
 #include <pthread.h>
+#include <sodium.h>
+#include <string.h>
 
+#include "core/crypto.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
 
 #define SLOTS 4096
+#define PROBE 32   /* slots from a key's home slot where its counter may live */
 
 struct slot {
 	uint64_t hash;
@@ -16,13 +20,16 @@ struct slot {
 struct imp_ratelimit {
 	pthread_mutex_t lock;
 	unsigned max, window_s;
+	uint8_t key[crypto_shorthash_KEYBYTES]; /* keyed hash: no one can pick a key's slot */
 	struct slot slots[SLOTS];
 };
 
-static uint64_t hash_key(const char *s)
+static uint64_t hash_key(const imp_ratelimit *rl, const char *key)
 {
-	uint64_t h = 1469598103934665603ull;
-	for(; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	uint8_t out[crypto_shorthash_BYTES];
+	uint64_t h;
+	crypto_shorthash(out, (const unsigned char *)key, strlen(key), rl->key);
+	memcpy(&h, out, sizeof h);
 	return h | 1;
 }
 
@@ -30,6 +37,10 @@ imp_ratelimit *imp_ratelimit_new(unsigned max, unsigned window_s)
 {
 	imp_ratelimit *rl = imp_calloc(1, sizeof *rl);
 	if(!rl) return NULL;
+	if(imp_random(rl->key, sizeof rl->key)) {
+		imp_free(rl);
+		return NULL;
+	}
 	pthread_mutex_init(&rl->lock, NULL);
 	rl->max = max;
 	rl->window_s = window_s ? window_s : 1;
@@ -44,14 +55,23 @@ void imp_ratelimit_free(imp_ratelimit **rl)
 	*rl = NULL;
 }
 
+/* key's counter: the slot near its home that holds its hash in this window, else a free
+ * one there (claimed). When all are taken in this window (a flood), the home slot is shared:
+ * stricter, never looser, and a counter with failures is never taken over. */
 static struct slot *find(imp_ratelimit *rl, const char *key, uint64_t window)
 {
-	struct slot *s = &rl->slots[hash_key(key) % SLOTS];
-	if(s->window != window) {
-		s->window = window;
-		s->count = 0;
+	uint64_t h = hash_key(rl, key);
+	struct slot *free_slot = NULL;
+	for(unsigned i = 0; i < PROBE; i++) {
+		struct slot *s = &rl->slots[(h + i) % SLOTS];
+		if(s->window == window && s->hash == h) return s;
+		if(!free_slot && (s->window != window || s->count == 0)) free_slot = s;
 	}
-	return s;
+	if(!free_slot) return &rl->slots[h % SLOTS];
+	free_slot->hash = h;
+	free_slot->window = window;
+	free_slot->count = 0;
+	return free_slot;
 }
 
 unsigned imp_ratelimit_blocked(imp_ratelimit *rl, const char *key)

@@ -1,6 +1,7 @@
 /* Failure counters in fixed windows, for the things people can guess at: logins now,
- * association codes and claim tokens later. Bounded memory: keys hash into a fixed table
- * and a collision only makes two keys share a counter (stricter, never looser). */
+ * association codes and claim tokens later. Bounded memory: keys hash (keyed, so no one can
+ * aim at another key's slot) into a fixed table, each key keeps its own counter, and only
+ * when the table is full around a key do two keys share one (stricter, never looser). */
 #ifndef IMP_RATELIMIT_H
 #define IMP_RATELIMIT_H
 #include <stdint.h>

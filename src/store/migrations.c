@@ -40,8 +40,10 @@ static const char *const MIGRATIONS[] = {
 	"  name TEXT);"
 	"CREATE INDEX devices_account ON devices (account);"
 	"CREATE INDEX devices_modified ON devices (account, modified);"
-	"CREATE INDEX devices_template ON devices (account, template_id);"
-	"CREATE INDEX devices_org ON devices (account, org_id);"
+	/* Template and organization lists page in creation order straight off these, and
+	 * filter and count by the trailing columns without reading rows. */
+	"CREATE INDEX devices_template ON devices (account, template_id, key, state, connected, disabled);"
+	"CREATE INDEX devices_org ON devices (account, org_id, key, state, connected, disabled);"
 	"CREATE INDEX devices_serial ON devices (account, serial);"
 	"CREATE INDEX devices_name ON devices (account, name);"
 	"CREATE INDEX devices_state ON devices (account, state);"

@@ -27,10 +27,14 @@ void imp_store_close(imp_store **s);
  * closes. NULL when it cannot be opened. */
 imp_db *imp_store_db(imp_store *s);
 
-/* Transactions. begin takes the write lock at once (BEGIN IMMEDIATE). */
-imp_err imp_db_begin(imp_db *db);
-imp_err imp_db_commit(imp_db *db);
-void imp_db_rollback(imp_db *db);
+/* Write transactions. begin replaces *db with the process's writer connection, on which
+ * the writes of several threads are committed together (group commit, see sqlite/db.c);
+ * commit returns once the work is durable (or failed) and puts the caller's connection
+ * back in *db; rollback undoes only the caller's work and does the same. Between begin
+ * and commit, use *db for every read and write. rollback without begin does nothing. */
+imp_err imp_db_begin(imp_db **db);
+imp_err imp_db_commit(imp_db **db);
+void imp_db_rollback(imp_db **db);
 
 /* One stored entity: the meta fields every entity has, and doc, the JSON object of the
  * kind's fields (including the ones the store keeps in columns). */

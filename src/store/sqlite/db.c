@@ -3,16 +3,33 @@
 #include "store/sqlite/internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/mem.h"
 #include "store/migrations.h"
+
+#define GROUP_MAX 1000
+#define RC_RING 64
+
+struct imp_writer {
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	atomic_int waiting;      /* threads queued for the lock */
+	imp_db *db;              /* the writer connection */
+	int open;                /* a transaction is open */
+	uint64_t gen;            /* the group being built */
+	uint64_t committed;      /* the last group committed or failed */
+	unsigned count;          /* members of the open group */
+	imp_err rc[RC_RING];     /* outcome of recent groups */
+};
 
 struct imp_store {
 	char *path;
 	pthread_key_t key;
 	pthread_mutex_t lock;
 	imp_db *all;          /* every open connection, to close the stragglers */
+	struct imp_writer writer;
 };
 
 static uint32_t hash_sql(const char *s)
@@ -175,6 +192,13 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 		return IMP_ERR_NOMEM;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->writer.lock, NULL);
+	pthread_cond_init(&s->writer.done, NULL);
+	if(db_open(path, SQLITE_OPEN_READWRITE, &s->writer.db)) {
+		imp_store_close(&s);
+		return IMP_ERR_STORE;
+	}
+	s->writer.db->store = s;
 	*out = s;
 	return IMP_OK;
 }
@@ -205,23 +229,95 @@ void imp_store_close(imp_store **sp)
 		db_close(db);
 	}
 	pthread_mutex_destroy(&s->lock);
+	if(s->writer.db) db_close(s->writer.db);
+	pthread_cond_destroy(&s->writer.done);
+	pthread_mutex_destroy(&s->writer.lock);
 	imp_free(s->path);
 	imp_free(s);
 	*sp = NULL;
 }
 
-imp_err imp_db_begin(imp_db *db) { return store__exec(db, "BEGIN IMMEDIATE"); }
+/* Group commit. Every write transaction of the process runs on one writer connection, in
+ * turn, each inside a savepoint of a shared transaction. A writer that finishes while others
+ * wait for their turn leaves the transaction open for them and sleeps until it commits;
+ * the last in line (or the 1,000th) commits for all. One COMMIT then writes the pages a
+ * whole group touched once, instead of once per request: the difference between about
+ * 1,300 and over 10,000 device creates a second here (see bench/README.md). Nobody is
+ * answered before the commit that holds their work. */
 
-imp_err imp_db_commit(imp_db *db)
+static __thread imp_db *own_db;   /* the caller's connection while it writes */
+
+static imp_err writer_finish(struct imp_writer *w, int failed_self)
 {
-	imp_err rc = store__exec(db, "COMMIT");
-	if(rc) imp_db_rollback(db);
-	return rc;
+	uint64_t mine = w->gen;
+	w->count++;
+	if(atomic_load(&w->waiting) == 0 || w->count >= GROUP_MAX) {
+		imp_err rc = store__exec(w->db, "COMMIT");
+		if(rc) store__exec(w->db, "ROLLBACK");
+		w->open = 0;
+		w->count = 0;
+		w->rc[mine % RC_RING] = rc;
+		w->committed = mine;
+		pthread_cond_broadcast(&w->done);
+		pthread_mutex_unlock(&w->lock);
+		return failed_self ? IMP_OK : rc;
+	}
+	while(w->committed < mine) pthread_cond_wait(&w->done, &w->lock);
+	imp_err rc = w->rc[mine % RC_RING];
+	pthread_mutex_unlock(&w->lock);
+	return failed_self ? IMP_OK : rc;
 }
 
-void imp_db_rollback(imp_db *db)
+imp_err imp_db_begin(imp_db **dbp)
 {
-	if(!sqlite3_get_autocommit(db->conn)) store__exec(db, "ROLLBACK");
+	imp_store *s = (*dbp)->store;
+	struct imp_writer *w = &s->writer;
+	atomic_fetch_add(&w->waiting, 1);
+	pthread_mutex_lock(&w->lock);
+	atomic_fetch_sub(&w->waiting, 1);
+	imp_err rc = IMP_OK;
+	if(!w->open) {
+		if((rc = store__exec(w->db, "BEGIN IMMEDIATE"))) {
+			pthread_mutex_unlock(&w->lock);
+			return rc;
+		}
+		w->open = 1;
+		w->gen = w->committed + 1;
+	}
+	if((rc = store__exec(w->db, "SAVEPOINT request"))) {
+		writer_finish(w, 1);
+		return rc;
+	}
+	own_db = *dbp;
+	*dbp = w->db;
+	return IMP_OK;
+}
+
+imp_err imp_db_commit(imp_db **dbp)
+{
+	if(!own_db) return IMP_ERR_STORE;
+	struct imp_writer *w = &own_db->store->writer;
+	*dbp = own_db;
+	own_db = NULL;
+	imp_err rc = store__exec(w->db, "RELEASE request");
+	if(rc) {
+		store__exec(w->db, "ROLLBACK TO request");
+		store__exec(w->db, "RELEASE request");
+		writer_finish(w, 1);
+		return rc;
+	}
+	return writer_finish(w, 0);
+}
+
+void imp_db_rollback(imp_db **dbp)
+{
+	if(!own_db) return;
+	struct imp_writer *w = &own_db->store->writer;
+	*dbp = own_db;
+	own_db = NULL;
+	store__exec(w->db, "ROLLBACK TO request");
+	store__exec(w->db, "RELEASE request");
+	writer_finish(w, 1);
 }
 
 imp_err imp_db_ping(imp_db *db)

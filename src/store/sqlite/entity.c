@@ -286,21 +286,38 @@ static const char *sort_column(const imp_kind *k, const char *sort)
 }
 
 /* Adds the WHERE clause for q and binds nothing; bind_where binds in the same order. */
+/* The filter whose index a list searches by (see imp_kind.index_order), or NULL. */
+static const char *lead_filter(const imp_kind *k, const imp_query *q)
+{
+	for(int i = 0; k->index_order && k->index_order[i]; i++) {
+		const char *name = k->index_order[i];
+		if(strcmp(name, "q") == 0 && q->q) return name;
+		for(size_t j = 0; j < q->nfilters; j++) {
+			if(strcmp(q->filters[j].field, name) == 0) return name;
+		}
+	}
+	return NULL;
+}
+
 static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int with_cursor)
 {
+	const char *lead = lead_filter(k, q);
 	sb_add(b, " WHERE t.account = ?");
 	for(size_t i = 0; i < q->nfilters; i++) {
 		const imp_field *f = imp_kind_field(k, q->filters[i].field);
 		if(!f || !f->column || !(f->flags & IMP_F_FILTER)) return IMP_ERR_BAD_REQUEST;
+		/* A unary + keeps SQLite from searching by any index but the lead's. */
+		const char *plus = lead && strcmp(lead, f->name) != 0 ? "+" : "";
 		if(strcmp(q->filters[i].value, "null") == 0 && (f->flags & IMP_F_NULLABLE))
-			sb_add(b, " AND t.%s IS NULL", f->column);
+			sb_add(b, " AND %st.%s IS NULL", plus, f->column);
 		else
-			sb_add(b, " AND t.%s = ?", f->column);
+			sb_add(b, " AND %st.%s = ?", plus, f->column);
 	}
 	if(q->q && k->q_columns[0]) {
+		const char *plus = lead && strcmp(lead, "q") != 0 ? "+" : "";
 		sb_add(b, " AND (");
 		for(int i = 0; i < 2 && k->q_columns[i]; i++) {
-			sb_add(b, "%s(t.%s >= ? AND t.%s < ?)", i ? " OR " : "", k->q_columns[i], k->q_columns[i]);
+			sb_add(b, "%s(%st.%s >= ? AND %st.%s < ?)", i ? " OR " : "", plus, k->q_columns[i], plus, k->q_columns[i]);
 		}
 		sb_add(b, ")");
 	}
