@@ -10,6 +10,7 @@ DEVICES=${DEVICES:-1000000}
 ORGS=${ORGS:-100}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
+LIST_CONNS=${LIST_CONNS:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
 IMPRINT=$BUILD/imprint
 SEED=$BUILD/bench/imprint_seed
@@ -37,9 +38,9 @@ URL=$(sed -nE 's/.*listening on (http[^ ]+).*/\1/p' "$WORK/serve.log" | head -1)
 [ -n "$URL" ] || { echo "bench: server did not start" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 
 export TOKEN IDS_FILE="$WORK/device_ids" ORGS_FILE="$WORK/orgs" TEMPLATE=$(cat "$WORK/template")
-run() { # name script
+run() { # name script var [connections]
   local out
-  out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/$2" "$URL" 2>&1)
+  out=$(wrk -t1 -c"${4:-$CONNS}" -d"$DURATION" --latency -s "$HERE/$2" "$URL" 2>&1)
   local rps p50 p99 errs
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
@@ -48,9 +49,10 @@ run() { # name script
   printf "%-34s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n" "$1" "$rps" "$p50" "$p99" "${errs:-0}"
   eval "RPS_$3=$rps"
 }
-echo "== wrk -t1 -c$CONNS -d$DURATION against $URL"
+echo "== wrk -t1 -c$CONNS (list: -c$LIST_CONNS) -d$DURATION against $URL"
 run "GET /healthz (ceiling)" health.lua health
 run "GET /api/v1/devices/{id}" get_device.lua get
-run "GET /api/v1/devices?org&state (50)" list_devices.lua list
+# The list runs with few connections: its figure is the latency of one request, not a queue.
+run "GET /api/v1/devices?org&state (50)" list_devices.lua list "$LIST_CONNS"
 run "POST /api/v1/devices" post_device.lua post
 awk -v g="$RPS_get" -v h="$RPS_health" 'BEGIN {printf "GET by id / ceiling: %.2f\n", g / h}'

@@ -46,9 +46,12 @@ int imp_cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Handlers wait for group commits, so more threads than cores let writes batch:
+	 * with one thread per core a group can never hold more than that many requests. */
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = cores > 0 ? (unsigned)cores * 8 : 16;
 	imp_server *srv = NULL;
-	imp_err rc = app.login_by_email && app.login_by_addr ? imp_server_start(&app, listen, cores > 0 ? (unsigned)cores : 2, &srv)
+	imp_err rc = app.login_by_email && app.login_by_addr ? imp_server_start(&app, listen, threads, &srv)
 	                                                     : IMP_ERR_NOMEM;
 	int status = 0;
 	if(rc) {

@@ -108,7 +108,7 @@ static imp_err db_open(const char *path, int flags, imp_db **out)
 	sqlite3_busy_timeout(db->conn, 10000);
 	imp_err rc = store__exec(db,
 		"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-		"PRAGMA cache_size=-32768; PRAGMA mmap_size=1073741824; PRAGMA temp_store=MEMORY;");
+		"PRAGMA cache_size=-16384; PRAGMA mmap_size=0; PRAGMA temp_store=MEMORY;");
 	if(rc) {
 		sqlite3_close(db->conn);
 		imp_free(db);
@@ -199,6 +199,8 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 		return IMP_ERR_STORE;
 	}
 	s->writer.db->store = s;
+	/* The writer grows the file; a memory map would be remapped as it does. */
+	store__exec(s->writer.db, "PRAGMA mmap_size=0");
 	*out = s;
 	return IMP_OK;
 }
