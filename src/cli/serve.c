@@ -1,5 +1,6 @@
 /* imprint serve: the API until SIGINT or SIGTERM. The signals are blocked before any
  * thread starts, so only sigwait() here sees them, and requests in flight finish. */
+#include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -49,6 +50,10 @@ int imp_cmd_serve(int argc, char **argv)
 	/* Handlers wait for group commits, so more threads than cores let writes batch:
 	 * with one thread per core a group can never hold more than that many requests. */
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	/* SQLite's page caches come and go in blocks over glibc's default mmap threshold;
+	 * keep them in the heap instead of a munmap and mmap per request. */
+	mallopt(M_MMAP_THRESHOLD, 8 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	unsigned threads = cores > 0 ? (unsigned)cores * 8 : 16;
 	imp_server *srv = NULL;
 	imp_err rc = app.login_by_email && app.login_by_addr ? imp_server_start(&app, listen, threads, &srv)

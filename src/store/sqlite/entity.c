@@ -18,6 +18,14 @@ typedef struct {
 	int overflow;
 } sqlbuf;
 
+/* Without zeroing the whole buffer: this runs several times a request. */
+static void sb_init(sqlbuf *b)
+{
+	b->n = 0;
+	b->overflow = 0;
+	b->s[0] = '\0';
+}
+
 static void sb_add(sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_add(sqlbuf *b, const char *fmt, ...)
 {
@@ -111,7 +119,8 @@ static char *doc_text(const imp_kind *k, json_t *doc)
 
 imp_err imp_db_insert(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	sb_add(&b, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
 	add_columns(&b, k, "");
 	sb_add(&b, ") VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?");
@@ -159,7 +168,8 @@ static void select_prefix(sqlbuf *b, const imp_kind *k, const char *extra)
 
 imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	select_prefix(&b, k, "");
 	sb_add(&b, " WHERE t.id = ? AND t.account = ?");
 	sqlite3_stmt *st = store__stmt(db, b.s);
@@ -174,7 +184,8 @@ imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *i
 
 imp_err imp_db_update(imp_db *db, const imp_kind *k, imp_entity *e, int64_t expect_version)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	sb_add(&b, "UPDATE %s SET version = version + 1, modified = ?, modified_by = ?, doc = ?", k->table);
 	for(const imp_field *f = k->fields; f->name; f++) {
 		if(f->column) sb_add(&b, ", %s = ?", f->column);
@@ -219,7 +230,8 @@ imp_err imp_db_update(imp_db *db, const imp_kind *k, imp_entity *e, int64_t expe
 
 imp_err imp_db_delete(imp_db *db, const imp_kind *k, int64_t account, const char *id, int64_t expect_version)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	sb_add(&b, "DELETE FROM %s WHERE id = ? AND account = ? AND (? < 0 OR version = ?)", k->table);
 	sqlite3_stmt *st = store__stmt(db, b.s);
 	if(!st) return IMP_ERR_STORE;
@@ -250,7 +262,8 @@ imp_err imp_db_count_where(imp_db *db, const imp_kind *k, int64_t account, const
 {
 	const char *col = column_of(k, field);
 	if(!col) return IMP_ERR_STORE;
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	sb_add(&b, "SELECT count(*) FROM %s WHERE account = ? AND %s = ?", k->table, col);
 	sqlite3_stmt *st = store__stmt(db, b.s);
 	if(!st) return IMP_ERR_STORE;
@@ -266,7 +279,8 @@ imp_err imp_db_delete_where(imp_db *db, const imp_kind *k, int64_t account, cons
 {
 	const char *col = column_of(k, field);
 	if(!col) return IMP_ERR_STORE;
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	sb_add(&b, "DELETE FROM %s WHERE account = ? AND %s = ?", k->table, col);
 	sqlite3_stmt *st = store__stmt(db, b.s);
 	if(!st) return IMP_ERR_STORE;
@@ -368,7 +382,8 @@ imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_qu
 	imp_err err;
 	*last = -1;
 	if(q->want_count) {
-		sqlbuf b = {.n = 0};
+		sqlbuf b;
+	sb_init(&b);
 		sb_add(&b, "SELECT count(*) FROM %s t", k->table);
 		if((err = add_where(&b, k, q, 0))) return err;
 		sqlite3_stmt *st = store__stmt(db, b.s);
@@ -384,7 +399,8 @@ imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_qu
 	}
 	if(!results) return IMP_OK;
 
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	select_prefix(&b, k, "");
 	if((err = add_where(&b, k, q, 1))) return err;
 	const char *dir = q->desc ? "DESC" : "ASC";
@@ -418,7 +434,8 @@ imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_qu
 
 imp_err imp_db_get_secret(imp_db *db, const imp_kind *k, int64_t key, char **out)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	sb_add(&b, "SELECT secret FROM %s WHERE key = ?", k->table);
 	sqlite3_stmt *st = store__stmt(db, b.s);
 	if(!st) return IMP_ERR_STORE;
@@ -437,7 +454,8 @@ imp_err imp_db_get_secret(imp_db *db, const imp_kind *k, int64_t key, char **out
 
 imp_err imp_db_set_secret(imp_db *db, const imp_kind *k, int64_t key, const char *secret)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	sb_add(&b, "UPDATE %s SET secret = ? WHERE key = ?", k->table);
 	sqlite3_stmt *st = store__stmt(db, b.s);
 	if(!st) return IMP_ERR_STORE;
@@ -450,7 +468,8 @@ imp_err imp_db_set_secret(imp_db *db, const imp_kind *k, int64_t key, const char
 
 imp_err imp_db_find_by_secret(imp_db *db, const imp_kind *k, const char *secret, imp_entity *out)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	select_prefix(&b, k, "");
 	sb_add(&b, " WHERE t.secret = ?");
 	sqlite3_stmt *st = store__stmt(db, b.s);
@@ -465,7 +484,8 @@ imp_err imp_db_find_by_secret(imp_db *db, const imp_kind *k, const char *secret,
 imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn, void *arg,
                               int *stopped)
 {
-	sqlbuf b = {.n = 0};
+	sqlbuf b;
+	sb_init(&b);
 	select_prefix(&b, &imp_kind_account_user, ", t.secret");
 	sb_add(&b, " WHERE t.email = ? AND (? = 0 OR t.account = ?)");
 	sqlite3_stmt *st = store__stmt(db, b.s);
