@@ -1,6 +1,8 @@
 #include "api/auth.h"
 
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -85,10 +87,43 @@ static json_t *jwt_verify(const imp_keys *keys, const char *tok, int allow_expir
 	return c;
 }
 
+/* Callers known by their API key's keyed hash. Deleting a key empties the cache after the
+ * delete commits (imp_auth_forget), so a deleted key is refused from then on. */
+#define KEY_SLOTS 256
+
+struct key_slot {
+	char hash[65];
+	uint64_t gen;
+	imp_principal who;
+};
+
+static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct key_slot key_slots[KEY_SLOTS];
+static atomic_uint_fast64_t key_gen = 1;
+
+void imp_auth_forget(void) { atomic_fetch_add(&key_gen, 1); }
+
+static struct key_slot *key_slot_of(const char *hash)
+{
+	unsigned v = 0;
+	for(int i = 0; i < 8; i++) v = v * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
+	return &key_slots[v % KEY_SLOTS];
+}
+
 static imp_err from_api_key(imp_req *r, const char *tok)
 {
 	char hash[65];
 	imp_secret_hash(&r->app->keys, tok, hash);
+	struct key_slot *slot = key_slot_of(hash);
+	uint64_t gen = atomic_load(&key_gen);
+	int hit = 0;
+	pthread_mutex_lock(&key_lock);
+	if(slot->gen == gen && imp_ct_equal(slot->hash, hash, sizeof hash)) {
+		r->who = slot->who;
+		hit = 1;
+	}
+	pthread_mutex_unlock(&key_lock);
+	if(hit) return IMP_OK;
 	imp_entity e;
 	imp_err rc = imp_db_find_by_secret(r->db, &imp_kind_api_key, hash, &e);
 	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "the API key is not valid");
@@ -104,6 +139,13 @@ static imp_err from_api_key(imp_req *r, const char *tok)
 		if(bit >= 0) r->who.scopes |= 1u << bit;
 	}
 	imp_entity_clear(&e);
+	pthread_mutex_lock(&key_lock);
+	if(atomic_load(&key_gen) == gen) {
+		memcpy(slot->hash, hash, sizeof hash);
+		slot->gen = gen;
+		slot->who = r->who;
+	}
+	pthread_mutex_unlock(&key_lock);
 	return IMP_OK;
 }
 

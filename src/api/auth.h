@@ -12,6 +12,9 @@
  * exp (renew-session only). 401 with a reason when missing, malformed, unknown or expired. */
 imp_err imp_auth_resolve(imp_req *r, int allow_expired);
 
+/* Forgets every API key remembered by imp_auth_resolve; call after a key is deleted. */
+void imp_auth_forget(void);
+
 /* A signed JWT for user in account with session sid. Caller frees *out. */
 imp_err imp_jwt_make(const imp_keys *keys, const char *user_id, const char *account_id, const char *sid,
                      char **out);

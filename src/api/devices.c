@@ -5,35 +5,9 @@
 #include <string.h>
 
 #include "api/resource.h"
+#include "api/template_cache.h"
 #include "core/limits.h"
 #include "core/rules.h"
-
-static json_t *take_doc(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
-{
-	json_t *d = json_copy(e->doc);
-	if(d && json_object_set_new(d, "id", json_string(e->id.s))) {
-		json_decref(d);
-		return NULL;
-	}
-	return d;
-}
-
-/* The entities of kind k whose field equals id, as an array of their documents. */
-static imp_err docs_where(imp_db *db, const imp_kind *k, int64_t account, const char *field, const char *id,
-                          json_t **out)
-{
-	imp_filter f = {field, id};
-	imp_query q = {.filters = &f, .nfilters = 1, .sort = "created", .page = 1, .page_size = 1000, .after = -1};
-	int64_t count, last;
-	*out = json_array();
-	if(!*out) return IMP_ERR_NOMEM;
-	imp_err rc = imp_db_list(db, k, account, &q, take_doc, NULL, *out, &count, &last);
-	if(rc) {
-		json_decref(*out);
-		*out = NULL;
-	}
-	return rc;
-}
 
 static json_t *find_named(json_t *docs, const char *name)
 {
@@ -48,9 +22,10 @@ static json_t *find_named(json_t *docs, const char *name)
 static imp_err device_validate(imp_req *r, json_t *doc, const imp_entity *old)
 {
 	const char *tid = json_string_value(json_object_get(doc, "deviceTemplateId"));
-	json_t *fields;
-	imp_err rc = docs_where(r->db, &imp_kind_device_field, r->who.account, "deviceTemplateId", tid, &fields);
+	json_t *channels, *fields;
+	imp_err rc = imp_template_cache_get(r->db, r->who.account, tid, &channels, &fields);
 	if(rc) return rc;
+	json_decref(channels);
 	const char *name;
 	json_t *v;
 	char why[160];
@@ -111,8 +86,10 @@ static imp_err device_channels(imp_db *db, const imp_entity *e, json_t *obj, imp
 	if(!cache->value || strcmp(cache->key, tid) != 0) {
 		json_decref(cache->value);
 		cache->value = NULL;
-		imp_err rc = docs_where(db, &imp_kind_channel_template, e->account, "entityId", tid, &cache->value);
+		json_t *fields;
+		imp_err rc = imp_template_cache_get(db, e->account, tid, &cache->value, &fields);
 		if(rc) return rc;
+		json_decref(fields);
 		snprintf(cache->key, sizeof cache->key, "%s", tid);
 	}
 	json_t *channels = json_array();

@@ -160,4 +160,5 @@ static imp_err key_secret(imp_req *r, json_t *doc, char **secret, json_t **revea
 const imp_resource imp_res_api_key = {
 	.kind = &imp_kind_api_key,
 	.make_secret = key_secret,
+	.after_write = imp_auth_forget,
 };

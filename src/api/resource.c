@@ -235,6 +235,7 @@ imp_err imp_res_create(imp_req *r)
 	if((rc = imp_db_insert(r->db, res->kind, &e, secret))) goto out;
 	if((rc = api_audit(r, "create", kind, e.id.s, NULL))) goto out;
 	if((rc = imp_db_commit(&r->db))) goto out;
+	if(res->after_write) res->after_write();
 	rc = reply_entity(r, res, &e, 201, reveal);
 out:
 	if(rc) rc = fail_store(r, rc, kind);
@@ -288,6 +289,7 @@ imp_err imp_res_update(imp_req *r)
 	if((rc = imp_db_update(r->db, res->kind, &e, expect))) goto out;
 	if((rc = api_audit(r, "update", res->kind->name, e.id.s, NULL))) goto out;
 	if((rc = imp_db_commit(&r->db))) goto out;
+	if(res->after_write) res->after_write();
 	rc = reply_entity(r, res, &e, 200, NULL);
 out:
 	if(rc) rc = fail_store(r, rc, res->kind->name);
@@ -315,6 +317,7 @@ imp_err imp_res_delete(imp_req *r)
 	if((rc = imp_db_delete(r->db, res->kind, r->who.account, e.id.s, expect))) goto out;
 	if((rc = api_audit(r, "delete", res->kind->name, e.id.s, NULL))) goto out;
 	if((rc = imp_db_commit(&r->db))) goto out;
+	if(res->after_write) res->after_write();
 	rc = api_reply(r, 204, NULL);
 out:
 	if(rc) rc = fail_store(r, rc, res->kind->name);

@@ -26,6 +26,8 @@ struct imp_resource {
 	imp_err (*make_secret)(imp_req *r, json_t *doc, char **secret, json_t **reveal);
 	/* Inside the delete transaction, before the row goes: 409 checks and cascades. */
 	imp_err (*before_delete)(imp_req *r, const imp_entity *e);
+	/* After a committed create, update or delete: drops what memory caches hold of it. */
+	void (*after_write)(void);
 	/* Adds derived properties to a rendered entity (device channels). */
 	imp_err (*render_extra)(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache);
 };

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/resource.h"
+#include "api/template_cache.h"
 #include "core/limits.h"
 #include "core/rules.h"
 
@@ -21,6 +22,7 @@ static imp_err template_before_delete(imp_req *r, const imp_entity *e)
 const imp_resource imp_res_device_template = {
 	.kind = &imp_kind_device_template,
 	.before_delete = template_before_delete,
+	.after_write = imp_template_cache_forget,
 };
 
 static imp_err field_validate(imp_req *r, json_t *doc, const imp_entity *old)
@@ -49,6 +51,7 @@ static imp_err field_validate(imp_req *r, json_t *doc, const imp_entity *old)
 const imp_resource imp_res_device_field = {
 	.kind = &imp_kind_device_field,
 	.validate = field_validate,
+	.after_write = imp_template_cache_forget,
 };
 
 static imp_err channel_validate(imp_req *r, json_t *doc, const imp_entity *old)
@@ -62,4 +65,5 @@ static imp_err channel_validate(imp_req *r, json_t *doc, const imp_entity *old)
 const imp_resource imp_res_channel_template = {
 	.kind = &imp_kind_channel_template,
 	.validate = channel_validate,
+	.after_write = imp_template_cache_forget,
 };

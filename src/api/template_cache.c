@@ -1,0 +1,94 @@
+#include "api/template_cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define SLOTS 64
+
+struct slot {
+	char tid[IMP_UUID_LEN + 1];
+	int64_t account;
+	uint64_t gen;
+	json_t *channels;
+	json_t *fields;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot slots[SLOTS];
+static atomic_uint_fast64_t generation = 1;
+
+static json_t *take_doc(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
+{
+	json_t *d = json_copy(e->doc);
+	if(d && json_object_set_new(d, "id", json_string(e->id.s))) {
+		json_decref(d);
+		return NULL;
+	}
+	return d;
+}
+
+static imp_err docs_where(imp_db *db, const imp_kind *k, int64_t account, const char *field, const char *id,
+                          json_t **out)
+{
+	imp_filter f = {field, id};
+	imp_query q = {.filters = &f, .nfilters = 1, .sort = "created", .page = 1, .page_size = 1000, .after = -1};
+	int64_t count, last;
+	*out = json_array();
+	if(!*out) return IMP_ERR_NOMEM;
+	imp_err rc = imp_db_list(db, k, account, &q, take_doc, NULL, *out, &count, &last);
+	if(rc) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static unsigned slot_of(const char *tid)
+{
+	uint32_t h = 2166136261u;
+	for(; *tid; tid++) h = (h ^ (uint8_t)*tid) * 16777619u;
+	return h % SLOTS;
+}
+
+imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, json_t **channels, json_t **fields)
+{
+	struct slot *s = &slots[slot_of(tid)];
+	uint64_t gen = atomic_load(&generation);
+	*channels = *fields = NULL;
+	pthread_mutex_lock(&lock);
+	if(s->gen == gen && s->account == account && strcmp(s->tid, tid) == 0) {
+		*channels = json_deep_copy(s->channels);
+		*fields = json_deep_copy(s->fields);
+	}
+	pthread_mutex_unlock(&lock);
+	if(*channels && *fields) return IMP_OK;
+	json_decref(*channels);
+	json_decref(*fields);
+
+	imp_err rc = docs_where(db, &imp_kind_channel_template, account, "entityId", tid, channels);
+	if(!rc) rc = docs_where(db, &imp_kind_device_field, account, "deviceTemplateId", tid, fields);
+	if(rc) {
+		json_decref(*channels);
+		*channels = NULL;
+		return rc;
+	}
+	json_t *c = json_deep_copy(*channels), *f = json_deep_copy(*fields);
+	pthread_mutex_lock(&lock);
+	if(c && f && atomic_load(&generation) == gen) {
+		json_decref(s->channels);
+		json_decref(s->fields);
+		snprintf(s->tid, sizeof s->tid, "%s", tid);
+		s->account = account;
+		s->gen = gen;
+		s->channels = c;
+		s->fields = f;
+		c = f = NULL;
+	}
+	pthread_mutex_unlock(&lock);
+	json_decref(c);
+	json_decref(f);
+	return IMP_OK;
+}
+
+void imp_template_cache_forget(void) { atomic_fetch_add(&generation, 1); }

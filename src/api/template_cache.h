@@ -1,0 +1,17 @@
+/* Memory copies of each device template's channel templates and custom fields, which every
+ * device read and write needs. Any committed write to a template, a channel template or a
+ * custom field empties the cache (imp_template_cache_forget), so a later request never
+ * sees an older copy than the store; a request racing the write may still use the copy
+ * from just before it, as if it had run a moment earlier. Only this process writes through
+ * the API, so it is the one to know. */
+#ifndef IMP_API_TEMPLATE_CACHE_H
+#define IMP_API_TEMPLATE_CACHE_H
+#include "store/store.h"
+
+/* Deep copies (caller owns) of the channel template and custom field documents of
+ * template tid in account, each with its "id". */
+imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, json_t **channels, json_t **fields);
+
+void imp_template_cache_forget(void);
+
+#endif
