@@ -1,4 +1,5 @@
 /* Logging in, sessions, account users and API keys. */
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "core/timeutil.h"
 
 struct login_try {
+	int seen;          /* users with that email checked */
 	const char *password;
 	imp_entity user;   /* the match, when found */
 	int found;
@@ -21,11 +23,26 @@ struct login_try {
 static int try_user(const imp_entity *u, const char *pwhash, void *arg)
 {
 	struct login_try *t = arg;
+	t->seen++;
 	if(!imp_password_check(pwhash, t->password)) return 0;
 	t->user = *u;
 	t->user.doc = json_incref(u->doc);
 	t->found = 1;
 	return 1;
+}
+
+static char dummy[crypto_pwhash_STRBYTES];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void make_dummy(void)
+{
+	if(imp_password_hash("imprint-no-such-user", dummy, sizeof dummy)) dummy[0] = '\0';
+}
+
+static const char *dummy_hash(void)
+{
+	pthread_once(&dummy_once, make_dummy);
+	return dummy;
 }
 
 static imp_err rate_limited(imp_req *r, unsigned wait)
@@ -71,6 +88,9 @@ imp_err imp_h_login(imp_req *r)
 		}
 	}
 	if(!t.found) {
+		/* Spend an argon2id check on an unknown email too, so the answer's timing does
+		 * not tell which addresses have an account. */
+		if(!t.seen) imp_password_check(dummy_hash(), password);
 		imp_ratelimit_fail(r->app->login_by_email, email_key);
 		imp_ratelimit_fail(r->app->login_by_addr, r->addr);
 		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_login", NULL, "wrong email address or password");
