@@ -251,6 +251,12 @@ h_resp h_call(h_server *s, const char *method, const char *path, const char *tok
 	return h_call_raw(s, method, path, token, body, body ? strlen(body) : 0, extra);
 }
 
+void h_thread_done(void)
+{
+	if(curl) curl_easy_cleanup(curl);
+	curl = NULL;
+}
+
 void h_resp_free(h_resp *r)
 {
 	free(r->body);

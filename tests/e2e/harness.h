@@ -57,6 +57,8 @@ h_resp h_call(h_server *s, const char *method, const char *path, const char *tok
 h_resp h_call_raw(h_server *s, const char *method, const char *path, const char *token, const char *body,
                   size_t len, const char *extra);
 void h_resp_free(h_resp *r);
+/* Frees the calling thread's curl handle; call at the end of a thread that used h_call. */
+void h_thread_done(void);
 
 /* A string at a dotted path in r's JSON ("device.id"), or NULL. */
 const char *h_str(const h_resp *r, const char *path);

@@ -8,7 +8,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <curl/curl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -29,8 +28,6 @@ static char (*acked)[40];      /* ids that got 201, over all cycles */
 static size_t nacked;
 
 typedef struct {
-	char url[128];
-	char auth[160];
 	char body[160];
 	atomic_int stop;
 	size_t acked;              /* this run's count */
@@ -38,62 +35,26 @@ typedef struct {
 	long other_status;         /* a status other than 201 that came back, if any */
 } stream;
 
-static size_t collect(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct {
-		char *p;
-		size_t n;
-	} *b = arg;
-	size_t n = size * nmemb;
-	char *np = realloc(b->p, b->n + n + 1);
-	if(!np) return 0;
-	memcpy(np + b->n, data, n);
-	b->p = np;
-	b->n += n;
-	b->p[b->n] = '\0';
-	return n;
-}
-
 /* Posts devices one after another until told to stop; records every id acknowledged with
- * 201. Has its own curl handle (the harness's is per thread and never freed). */
+ * 201, through the harness (its curl handle is per thread). */
 static void *post_stream(void *arg)
 {
 	stream *st = arg;
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = NULL;
-	hdr = curl_slist_append(hdr, st->auth);
-	hdr = curl_slist_append(hdr, "Content-Type: application/json");
-	hdr = curl_slist_append(hdr, "Expect:");
 	while(!atomic_load(&st->stop)) {
-		struct {
-			char *p;
-			size_t n;
-		} b = {NULL, 0};
-		curl_easy_reset(c);
-		curl_easy_setopt(c, CURLOPT_URL, st->url);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, st->body);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-		long status = -1;
-		if(curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		json_t *j = status == 201 && b.p ? json_loads(b.p, 0, NULL) : NULL;
-		const char *id = json_string_value(json_object_get(json_object_get(j, "device"), "id"));
+		h_resp r = h_call(&srv, "POST", "/api/v1/devices", srv.admin.api_key, st->body, NULL);
+		const char *id = r.status == 201 ? h_str(&r, "device.id") : NULL;
 		if(id && nacked < MAX_ACKED) {
 			/* Only this thread appends while it runs; the main thread reads after join. */
 			snprintf(acked[nacked++], sizeof acked[0], "%s", id);
 			st->acked++;
 		} else {
 			st->failed++;
-			if(status > 0 && status != 201) st->other_status = status;
-			if(status < 0) usleep(1000); /* the server is gone: do not spin */
+			if(r.status > 0 && r.status != 201) st->other_status = r.status;
+			if(r.status < 0) usleep(1000); /* the server is gone: do not spin */
 		}
-		json_decref(j);
-		free(b.p);
+		h_resp_free(&r);
 	}
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
+	h_thread_done();
 	return NULL;
 }
 
@@ -194,8 +155,6 @@ static void acknowledged_devices_survive_kill_9(void **state)
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	for(int cycle = 1; cycle <= CYCLES; cycle++) {
 		stream st = {0};
-		snprintf(st.url, sizeof st.url, "%s/api/v1/devices", srv.url);
-		snprintf(st.auth, sizeof st.auth, "Authorization: Bearer %s", srv.admin.api_key);
 		snprintf(st.body, sizeof st.body, "{\"deviceTemplateId\":\"%s\",\"serialNumber\":\"cycle-%d\"}", tid, cycle);
 		pthread_t th;
 		assert_int_equal(pthread_create(&th, NULL, post_stream, &st), 0);
