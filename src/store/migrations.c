@@ -55,6 +55,25 @@ static const char *const MIGRATIONS[] = {
 	"  entity_type TEXT NOT NULL, entity_id TEXT, details TEXT);"
 	"CREATE INDEX audit_entity ON audit (account, entity_id);"
 	"CREATE INDEX audit_action ON audit (account, action);",
+
+	/* 2: credentials, account certificate authorities, batch items */
+	/* One live credential per entity (device, account user, end user): regenerating
+	 * replaces the row, so the old secret stops working in the same commit. secret is the
+	 * HMAC-SHA256 (hex) of a password secret under the server key; certificates keep their
+	 * SHA-256 fingerprint, unique across the store, and their PEM. */
+	"CREATE TABLE credentials (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+	"  account INTEGER NOT NULL, entity_type TEXT NOT NULL, entity_id TEXT NOT NULL UNIQUE,"
+	"  method TEXT NOT NULL, secret TEXT, fingerprint TEXT, certificate TEXT, not_after INTEGER,"
+	"  created INTEGER NOT NULL, created_by TEXT);"
+	"CREATE INDEX credentials_account ON credentials (account, entity_type);"
+	"CREATE UNIQUE INDEX credentials_fingerprint ON credentials (fingerprint) WHERE fingerprint IS NOT NULL;"
+	"CREATE TABLE certificate_authorities (" ENTITY_COLUMNS ", fingerprint TEXT NOT NULL,"
+	"  UNIQUE (account, fingerprint));"
+	/* What each batch made, by serial number: a resumed batch maps a serial to the device it
+	 * made before, and a serial repeated at another line of the same batch is refused. */
+	"CREATE TABLE batch_items (account INTEGER NOT NULL, batch TEXT NOT NULL, serial TEXT NOT NULL,"
+	"  line INTEGER NOT NULL, device_key INTEGER NOT NULL, PRIMARY KEY (account, batch, serial))"
+	"  WITHOUT ROWID;",
 };
 
 const char *const *imp_migrations(int *count)
