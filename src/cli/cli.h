@@ -7,6 +7,8 @@ int imp_cmd_init(int argc, char **argv);
 int imp_cmd_account(int argc, char **argv);
 int imp_cmd_serve(int argc, char **argv);
 int imp_cmd_routes(int argc, char **argv);
+/* imprint batch: 0 every line succeeded, 1 some lines failed, 2 usage or fatal. */
+int imp_cmd_batch(int argc, char **argv);
 
 /* The paths inside a data directory. */
 #define IMP_DB_FILE "imprint.db"

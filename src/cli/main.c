@@ -12,7 +12,9 @@ static int usage(void)
 	        "  init --data DIR [--email ADDRESS] [--json]      create a data directory and its first account\n"
 	        "  account create --data DIR [--email ADDRESS] [--json]   add an account with its own admin\n"
 	        "  serve --data DIR [--listen HOST:PORT]           serve the API (default 127.0.0.1:8080)\n"
-	        "  routes                                          list the API's routes\n");
+	        "  routes                                          list the API's routes\n"
+	        "  batch --template ID --serials FILE --out FILE [--name NAME] [--format jsonl|csv|nvs|dir]\n"
+	        "        [--server URL]                            credential bundles for a file of serial numbers\n");
 	return 2;
 }
 
@@ -28,5 +30,6 @@ int main(int argc, char **argv)
 	if(strcmp(cmd, "account") == 0) return imp_cmd_account(argc - 2, argv + 2);
 	if(strcmp(cmd, "serve") == 0) return imp_cmd_serve(argc - 2, argv + 2);
 	if(strcmp(cmd, "routes") == 0) return imp_cmd_routes(argc - 2, argv + 2);
+	if(strcmp(cmd, "batch") == 0) return imp_cmd_batch(argc - 2, argv + 2);
 	return usage();
 }

@@ -1,0 +1,288 @@
+/* HTTP for imprint batch, on libcurl's multi interface: each slot keeps its own keep-alive
+ * connection, so two chunks can be in flight while answers are still taken in file order.
+ * Network errors, 429 and 5xx are retried with a backoff; any other status stops the batch. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/batch_net.h"
+#include "core/mem.h"
+
+#define ATTEMPTS 6             /* per chunk: 0.5 + 1 + 2 + 4 + 8 s of backoff in all */
+#define LINE_ANSWER_MAX 65536  /* bytes of answer per request line, at most */
+#define CONNECT_TIMEOUT_S 10L
+#define STALL_TIMEOUT_S 300L   /* no byte for this long: the server is gone */
+
+struct batch_net {
+	CURLM *multi;
+	char *server, *auth, *key_header;
+	struct curl_slist *hdr;
+	int parallel;
+	long chunk;
+	uint64_t seq;
+	batch_slot slots[BATCH_SLOTS];
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	batch_buf *b = arg;
+	size_t n = size * nmemb;
+	return batch_buf_add(b, data, n) ? 0 : n;
+}
+
+static CURL *easy(batch_net *n, batch_buf *resp)
+{
+	CURL *h = curl_easy_init();
+	if(!h) return NULL;
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, STALL_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	return h;
+}
+
+imp_err batch_net_open(const char *server, const char *api_key, int parallel, long chunk, batch_net **out)
+{
+	*out = NULL;
+	if(curl_global_init(CURL_GLOBAL_DEFAULT)) return IMP_ERR_IO;
+	batch_net *n = imp_calloc(1, sizeof *n);
+	if(!n) return IMP_ERR_NOMEM;
+	*out = n;
+	size_t sl = strlen(server);
+	while(sl && server[sl - 1] == '/') sl--;
+	n->server = imp_strndup(server, sl);
+	n->auth = imp_malloc(strlen(api_key) + 32);
+	n->multi = curl_multi_init();
+	n->parallel = parallel;
+	n->chunk = chunk;
+	if(!n->server || !n->auth || !n->multi) return IMP_ERR_NOMEM;
+	snprintf(n->auth, strlen(api_key) + 32, "Authorization: Bearer %s", api_key);
+	for(int i = 0; i < parallel; i++) {
+		batch_slot *s = &n->slots[i];
+		s->req.max = (size_t)1 << 31;
+		s->resp.max = (size_t)chunk * LINE_ANSWER_MAX;
+		s->lines = imp_calloc((size_t)chunk, sizeof *s->lines);
+		s->h = easy(n, &s->resp);
+		if(!s->lines || !s->h) return IMP_ERR_NOMEM;
+		curl_easy_setopt(s->h, CURLOPT_PRIVATE, s);
+	}
+	return IMP_OK;
+}
+
+void batch_net_name(batch_net *n, const char *name)
+{
+	size_t len = strlen(name) + 32;
+	n->key_header = imp_malloc(len);
+	if(n->key_header) snprintf(n->key_header, len, "Idempotency-Key: %s", name);
+	n->hdr = curl_slist_append(n->hdr, n->auth);
+	if(n->key_header) n->hdr = curl_slist_append(n->hdr, n->key_header);
+	n->hdr = curl_slist_append(n->hdr, "Content-Type: application/x-ndjson");
+	n->hdr = curl_slist_append(n->hdr, "Accept: application/x-ndjson");
+	/* the answer only starts after the whole body is read: a 100-continue wait is waste */
+	n->hdr = curl_slist_append(n->hdr, "Expect:");
+}
+
+/* The message of an error body {"error": {"code", "message"}}, or a placeholder. */
+static void error_text(const batch_buf *body, char *out, size_t cap)
+{
+	json_t *o = body->p ? json_loadb(body->p, body->n, 0, NULL) : NULL;
+	json_t *e = json_object_get(o, "error");
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	const char *code = json_string_value(json_object_get(e, "code"));
+	if(msg) snprintf(out, cap, "%s (%s)", msg, code ? code : "no code");
+	else snprintf(out, cap, "no error message");
+	for(char *p = out; *p; p++) {
+		if((unsigned char)*p < 0x20) *p = ' ';
+	}
+	json_decref(o);
+}
+
+/* Prints why a status ends the batch. */
+static void refused(const char *what, long status, const batch_buf *body)
+{
+	char msg[400];
+	error_text(body, msg, sizeof msg);
+	if(status == 401)
+		fprintf(stderr, "imprint batch: the server refused the API key (401): %s\n", msg);
+	else if(status == 403)
+		fprintf(stderr, "imprint batch: the API key may not create devices (403; it needs the admin or provisioning "
+		                "scope): %s\n", msg);
+	else fprintf(stderr, "imprint batch: the server refused %s (%ld): %s\n", what, status, msg);
+}
+
+static int transient(CURLcode cc, long status) { return cc != CURLE_OK || status == 429 || status >= 500; }
+
+static void backoff(int attempt) { usleep((useconds_t)(250000u << (attempt < 6 ? attempt : 6))); }
+
+int batch_net_template(batch_net *n, const char *id, int *cert)
+{
+	batch_buf body = {.max = 1 << 20};
+	CURL *h = easy(n, &body);
+	char *esc = h ? curl_easy_escape(h, id, 0) : NULL;
+	size_t len = strlen(n->server) + (esc ? strlen(esc) : 0) + 64;
+	char *url = esc ? imp_malloc(len) : NULL;
+	int status = 2;
+	if(url) snprintf(url, len, "%s/api/v1/devices/templates/%s", n->server, esc);
+	curl_free(esc);
+	if(!url) goto out;
+	struct curl_slist *hdr = curl_slist_append(NULL, n->auth);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	long code = 0;
+	CURLcode cc = CURLE_OK;
+	for(int attempt = 1; attempt <= ATTEMPTS; attempt++) {
+		body.n = 0;
+		cc = curl_easy_perform(h);
+		code = 0;
+		if(!cc) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+		if(!transient(cc, code) || attempt == ATTEMPTS) break;
+		backoff(attempt);
+	}
+	curl_slist_free_all(hdr);
+	if(cc) {
+		fprintf(stderr, "imprint batch: cannot reach %s: %s\n", n->server, curl_easy_strerror(cc));
+	} else if(code == 404) {
+		fprintf(stderr, "imprint batch: unknown device template %s (none with that id in this account)\n", id);
+	} else if(code != 200) {
+		refused("the template lookup", code, &body);
+	} else {
+		json_t *o = json_loadb(body.p, body.n, 0, NULL);
+		const char *m = json_string_value(json_object_get(json_object_get(o, "deviceTemplate"), "authenticationMethod"));
+		if(m && (strcmp(m, "password") == 0 || strcmp(m, "certificate") == 0)) {
+			*cert = strcmp(m, "certificate") == 0;
+			status = 0;
+		} else {
+			fprintf(stderr, "imprint batch: the server's answer for template %s has no authenticationMethod\n", id);
+		}
+		json_decref(o);
+	}
+out:
+	imp_free(url);
+	batch_buf_free(&body);
+	if(h) curl_easy_cleanup(h);
+	return status;
+}
+
+batch_slot *batch_net_free_slot(batch_net *n)
+{
+	for(int i = 0; i < n->parallel; i++) {
+		if(!n->slots[i].busy) return &n->slots[i];
+	}
+	return NULL;
+}
+
+static void start(batch_net *n, batch_slot *s)
+{
+	char url[4200];
+	snprintf(url, sizeof url, "%s/api/v1/devices/batch?credentials=true&firstLine=%ld", n->server, s->first);
+	s->resp.n = 0;
+	s->done = 0;
+	curl_easy_setopt(s->h, CURLOPT_URL, url);
+	curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, n->hdr);
+	curl_easy_setopt(s->h, CURLOPT_POSTFIELDS, s->req.p);
+	curl_easy_setopt(s->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->req.n);
+	curl_multi_add_handle(n->multi, s->h);
+}
+
+void batch_net_send(batch_net *n, batch_slot *s)
+{
+	s->busy = 1;
+	s->attempts = 1;
+	s->seq = ++n->seq;
+	start(n, s);
+}
+
+batch_slot *batch_net_oldest(batch_net *n)
+{
+	batch_slot *best = NULL;
+	for(int i = 0; i < n->parallel; i++) {
+		batch_slot *s = &n->slots[i];
+		if(s->busy && (!best || s->seq < best->seq)) best = s;
+	}
+	return best;
+}
+
+int batch_net_wait(batch_net *n, batch_slot *s)
+{
+	while(!s->done) {
+		int running = 0, left;
+		curl_multi_perform(n->multi, &running);
+		CURLMsg *m;
+		while((m = curl_multi_info_read(n->multi, &left))) {
+			if(m->msg != CURLMSG_DONE) continue;
+			batch_slot *d = NULL;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&d);
+			d->done = 1;
+			d->cc = m->data.result;
+			d->status = 0;
+			if(d->cc == CURLE_OK) curl_easy_getinfo(d->h, CURLINFO_RESPONSE_CODE, &d->status);
+		}
+		if(!s->done) curl_multi_poll(n->multi, NULL, 0, 1000, NULL);
+	}
+	curl_multi_remove_handle(n->multi, s->h);
+	if(transient((CURLcode)s->cc, s->status)) {
+		if(s->cc) fprintf(stderr, "imprint batch: lines %ld-%ld: %s\n", s->first, s->end_line,
+		                  curl_easy_strerror((CURLcode)s->cc));
+		else fprintf(stderr, "imprint batch: lines %ld-%ld: the server answered %ld\n", s->first, s->end_line,
+		             s->status);
+		return BATCH_NET_RETRY;
+	}
+	if(s->status != 200) {
+		refused("the batch", s->status, &s->resp);
+		return BATCH_NET_FATAL;
+	}
+	return BATCH_NET_OK;
+}
+
+int batch_net_retry(batch_net *n, batch_slot *s)
+{
+	if(s->attempts >= ATTEMPTS) return -1;
+	backoff(s->attempts++);
+	start(n, s);
+	return 0;
+}
+
+void batch_net_release(batch_net *n, batch_slot *s)
+{
+	for(long i = 0; i < s->count; i++) {
+		char *key = s->lines[i].key;
+		if(key) OPENSSL_cleanse(key, strlen(key));
+		imp_free(key);
+		s->lines[i].key = NULL;
+	}
+	if(s->resp.p) OPENSSL_cleanse(s->resp.p, s->resp.n);
+	s->busy = 0;
+	s->count = 0;
+}
+
+void batch_net_close(batch_net **np)
+{
+	batch_net *n = *np;
+	if(!n) return;
+	for(int i = 0; i < BATCH_SLOTS; i++) {
+		batch_slot *s = &n->slots[i];
+		if(s->h) {
+			if(s->busy && !s->done) curl_multi_remove_handle(n->multi, s->h);
+			curl_easy_cleanup(s->h);
+		}
+		if(s->lines) batch_net_release(n, s);
+		imp_free(s->lines);
+		batch_buf_free(&s->req);
+		batch_buf_free(&s->resp);
+	}
+	if(n->multi) curl_multi_cleanup(n->multi);
+	curl_slist_free_all(n->hdr);
+	if(n->auth) OPENSSL_cleanse(n->auth, strlen(n->auth));
+	imp_free(n->auth);
+	imp_free(n->key_header);
+	imp_free(n->server);
+	imp_free(n);
+	*np = NULL;
+	curl_global_cleanup();
+}
