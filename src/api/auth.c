@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "broker/verify.h"
 #include "core/limits.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
@@ -184,10 +185,53 @@ out:
 	return rc;
 }
 
+/* HTTP Basic deviceId:secret, checked by the same code as the broker's logins. */
+static imp_err from_basic(imp_req *r, const char *b64)
+{
+	char raw[IMP_UUID_LEN + 1 + IMP_SECRET_LEN + 8];
+	while(*b64 == ' ') b64++;
+	size_t n = strlen(b64);
+	long len = n < 4 * sizeof raw / 3 ? imp_b64_decode(b64, n, (uint8_t *)raw, sizeof raw - 1, 0) : -1;
+	char *colon = len > 0 ? memchr(raw, ':', (size_t)len) : NULL;
+	imp_err rc = IMP_OK;
+	if(!colon) {
+		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "Basic credentials must be deviceId:secret");
+		goto out;
+	}
+	raw[len] = '\0';
+	*colon = '\0';
+	imp_auth_row row;
+	imp_verdict v = imp_verify_password(r->db, &r->app->keys, raw, raw, colon + 1, &row);
+	if(v == IMP_DENY_STORE) {
+		rc = api_fail(r, IMP_ERR_STORE, NULL, NULL, "could not check the credentials");
+		goto out;
+	}
+	if(v != IMP_ALLOW || !row.is_device) {
+		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_credentials", NULL, "the device id or secret is not valid");
+		goto out;
+	}
+	imp_entity d;
+	rc = imp_db_get(r->db, &imp_kind_device, row.account, raw, &d);
+	if(rc) {
+		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_credentials", NULL, "the device id or secret is not valid");
+		goto out;
+	}
+	r->who.type = IMP_ACTOR_DEVICE;
+	r->who.account = d.account;
+	r->who.account_id = d.account_id;
+	r->who.actor_id = d.id;
+	r->who.scopes = 0;
+	imp_entity_clear(&d);
+out:
+	sodium_memzero(raw, sizeof raw);
+	return rc;
+}
+
 imp_err imp_auth_resolve(imp_req *r, int allow_expired)
 {
 	const char *h = api_header(r, "Authorization");
 	if(!h) return api_fail(r, IMP_ERR_UNAUTHORIZED, "missing_token", NULL, "an Authorization: Bearer token is required");
+	if(strncasecmp(h, "Basic ", 6) == 0) return from_basic(r, h + 6);
 	if(strncasecmp(h, "Bearer ", 7) != 0)
 		return api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "the Authorization header must be Bearer <token>");
 	const char *tok = h + 7;

@@ -112,7 +112,14 @@ static imp_err device_channels(imp_db *db, const imp_entity *e, json_t *obj, imp
 	return rc;
 }
 
+/* A deleted device's credential goes with it, in the same transaction. */
+static imp_err device_before_delete(imp_req *r, const imp_entity *e)
+{
+	return imp_db_credential_delete_of(r->db, e->account, e->id.s);
+}
+
 const imp_resource imp_res_device = {
+	.before_delete = device_before_delete,
 	.kind = &imp_kind_device,
 	.open_fields = 1,
 	.validate = device_validate,

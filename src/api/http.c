@@ -186,7 +186,7 @@ imp_err api_audit(imp_req *r, const char *action, const char *entity_type, const
 	imp_audit a = {
 		.account = r->who.account,
 		.actor_id = r->who.actor_id.s,
-		.actor_type = r->who.type == IMP_ACTOR_API_KEY ? "apiKey" : "accountUser",
+		.actor_type = r->who.type == IMP_ACTOR_API_KEY ? "apiKey" : r->who.type == IMP_ACTOR_DEVICE ? "device" : "accountUser",
 		.action = action,
 		.entity_type = entity_type,
 		.entity_id = entity_id,

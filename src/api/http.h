@@ -17,20 +17,21 @@ typedef struct imp_ratelimit imp_ratelimit;
 
 /* Process-wide state the handlers share. */
 typedef struct imp_app {
+	const char *data_dir;  /* the data directory (account device CAs live there) */
 	imp_store *store;
 	imp_keys keys;
 	imp_ratelimit *login_by_email;
 	imp_ratelimit *login_by_addr;
 } imp_app;
 
-typedef enum { IMP_ACTOR_NONE, IMP_ACTOR_USER, IMP_ACTOR_API_KEY } imp_actor_type;
+typedef enum { IMP_ACTOR_NONE, IMP_ACTOR_USER, IMP_ACTOR_API_KEY, IMP_ACTOR_DEVICE } imp_actor_type;
 
 /* Who is calling: resolved from the Authorization header before the handler runs. */
 typedef struct {
 	imp_actor_type type;
 	int64_t account;
 	imp_id account_id;
-	imp_id actor_id;      /* account user id or API key id */
+	imp_id actor_id;      /* account user id, API key id, or device id (HTTP Basic) */
 	unsigned scopes;      /* IMP_SCOPE_* bits */
 } imp_principal;
 
@@ -72,8 +73,20 @@ typedef enum {
 	IMP_ACCESS_PROVISION,  /* admin or provisioning */
 	IMP_ACCESS_ADMIN,      /* admin */
 	IMP_ACCESS_USER,       /* a logged-in account user's JWT (renew-session) */
-	IMP_ACCESS_BROKER      /* broker scope */
+	IMP_ACCESS_BROKER,     /* broker scope */
+	IMP_ACCESS_READ_OR_SELF /* as READ, or the device {id} itself with HTTP Basic id:secret */
 } imp_access;
+
+/* A route whose request body is consumed as it arrives instead of being buffered whole
+ * (the device batch): open runs once the caller is known, feed for every piece of the
+ * body, finish at its end (it sets the answer: a JSON error, or an fd to stream), close
+ * always. */
+typedef struct imp_stream_ops {
+	imp_err (*open)(imp_req *r, void **state);
+	imp_err (*feed)(void *state, const char *data, size_t len);
+	imp_err (*finish)(void *state, int *fd, uint64_t *size, const char **content_type);
+	void (*close)(void *state);
+} imp_stream_ops;
 
 struct imp_route {
 	const char *method;
@@ -81,6 +94,7 @@ struct imp_route {
 	imp_handler handler;
 	imp_access access;
 	const void *arg;       /* handler data: the kind of a generic resource */
+	const imp_stream_ops *stream; /* streaming body, or NULL */
 };
 
 /* Records the error rc with a stable code (NULL: the generic one for rc), the field it

@@ -180,7 +180,7 @@ json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e,
 }
 
 /* Answers with the entity, wrapped, and its version in the Etag header. */
-static imp_err reply_entity(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal)
+imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal)
 {
 	json_t *o = imp_res_render(r->db, res, e, NULL);
 	if(o && reveal) json_object_update(o, reveal);
@@ -206,6 +206,23 @@ static imp_err fail_store(imp_req *r, imp_err rc, const char *kind)
 	if(rc == IMP_ERR_CONFLICT) return api_fail(r, rc, "conflict", NULL, "a %s with these values exists already", kind);
 	if(rc == IMP_ERR_BUSY) return api_fail(r, rc, "busy", NULL, "the store is busy; try again");
 	return api_fail(r, rc, NULL, NULL, "the %s could not be stored", kind);
+}
+
+imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, imp_entity *e)
+{
+	imp_err rc;
+	memset(e, 0, sizeof *e);
+	e->doc = json_object();
+	if(!e->doc) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	if((rc = take_fields(r, res, body, e->doc, NULL)) || (rc = complete_fields(r, res, e->doc))) return rc;
+	if((rc = imp_id_new(&e->id))) return rc;
+	e->account = r->who.account;
+	e->account_id = r->who.account_id;
+	e->created_by = r->who.actor_id;
+	if((rc = check_refs(r, res, e->doc))) return rc;
+	if(res->validate && (rc = res->validate(r, e->doc, NULL))) return rc;
+	if((rc = imp_db_insert(r->db, res->kind, e, NULL))) return fail_store(r, rc, res->kind->name);
+	return IMP_OK;
 }
 
 imp_err imp_res_create(imp_req *r)
@@ -236,7 +253,7 @@ imp_err imp_res_create(imp_req *r)
 	if((rc = api_audit(r, "create", kind, e.id.s, NULL))) goto out;
 	if((rc = imp_db_commit(&r->db))) goto out;
 	if(res->after_write) res->after_write();
-	rc = reply_entity(r, res, &e, 201, reveal);
+	rc = imp_res_reply(r, res, &e, 201, reveal);
 out:
 	if(rc) rc = fail_store(r, rc, kind);
 	if(secret) {
@@ -259,7 +276,7 @@ imp_err imp_res_get(imp_req *r)
 	if((rc = api_check_query_account(r))) return rc;
 	rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &e);
 	if(rc) return fail_store(r, rc, res->kind->name);
-	rc = reply_entity(r, res, &e, 200, NULL);
+	rc = imp_res_reply(r, res, &e, 200, NULL);
 	imp_entity_clear(&e);
 	return rc;
 }
@@ -290,7 +307,7 @@ imp_err imp_res_update(imp_req *r)
 	if((rc = api_audit(r, "update", res->kind->name, e.id.s, NULL))) goto out;
 	if((rc = imp_db_commit(&r->db))) goto out;
 	if(res->after_write) res->after_write();
-	rc = reply_entity(r, res, &e, 200, NULL);
+	rc = imp_res_reply(r, res, &e, 200, NULL);
 out:
 	if(rc) rc = fail_store(r, rc, res->kind->name);
 	json_decref(body);

@@ -41,6 +41,15 @@ imp_err imp_res_list(imp_req *r);
 /* The entity as the API shows it: id, accountId, its fields, meta. New reference or NULL. */
 json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e, imp_render_cache *cache);
 
+/* Answers with e wrapped in its kind's name, reveal (may be NULL) merged in, and its
+ * version in the Etag header. */
+imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal);
+
+/* Bulk creation (the device batch): builds e (caller clears it) from body as create does
+ * and, inside the caller's write transaction, checks references and the kind's rules and
+ * inserts it. The error is set on r. Writes no audit entry and no secret. */
+imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, imp_entity *e);
+
 /* Reads page, pageSize, sortBy, sortOrder, meta, results, cursor and accountId into q. */
 imp_err imp_list_args(imp_req *r, imp_query *q, int *want_results);
 

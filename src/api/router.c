@@ -6,7 +6,7 @@
 #include "api/handlers.h"
 #include "api/resource.h"
 
-#define R(m, p, h, a, arg) {m, p, h, IMP_ACCESS_##a, arg}
+#define R(m, p, h, a, arg) {m, p, h, IMP_ACCESS_##a, arg, NULL}
 #define CRUD(base, res, create_access, write_access, delete_access)         \
 	R("POST", base, imp_res_create, create_access, res),                    \
 	R("GET", base, imp_res_list, READ, res),                                \
@@ -40,7 +40,19 @@ static const imp_route ROUTES[] = {
 	R("DELETE", "/api/v1/channels/templates/{id}", imp_res_delete, ADMIN, &imp_res_channel_template),
 	CRUD("/api/v1/organizations/templates", &imp_res_organization_template, ADMIN, ADMIN, ADMIN),
 	CRUD("/api/v1/organizations", &imp_res_organization, ADMIN, ADMIN, ADMIN),
-	CRUD("/api/v1/devices", &imp_res_device, PROVISION, PROVISION, ADMIN),
+	{"POST", "/api/v1/devices/batch", NULL, IMP_ACCESS_PROVISION, NULL, &imp_batch_stream},
+	R("POST", "/api/v1/devices", imp_res_create, PROVISION, &imp_res_device),
+	R("GET", "/api/v1/devices", imp_res_list, READ, &imp_res_device),
+	R("GET", "/api/v1/devices/{id}", imp_res_get, READ_OR_SELF, &imp_res_device),
+	R("PUT", "/api/v1/devices/{id}", imp_res_update, PROVISION, &imp_res_device),
+	R("DELETE", "/api/v1/devices/{id}", imp_res_delete, ADMIN, &imp_res_device),
+	R("POST", "/api/v1/devices/{id}/disable", imp_h_device_disable, ADMIN, NULL),
+	R("POST", "/api/v1/devices/{id}/enable", imp_h_device_enable, ADMIN, NULL),
+	R("POST", "/api/v1/access/mqtt-credentials", imp_h_cred_create, PROVISION, NULL),
+	R("GET", "/api/v1/access/mqtt-credentials", imp_h_cred_list, READ, NULL),
+	R("GET", "/api/v1/access/mqtt-credentials/{id}", imp_h_cred_get, READ, NULL),
+	R("DELETE", "/api/v1/access/mqtt-credentials/{id}", imp_h_cred_delete, ADMIN, NULL),
+	R("POST", "/api/v1/broker/authenticate", imp_h_broker_authenticate, BROKER, NULL),
 	R("GET", "/api/v1/audit", imp_h_audit, READ, NULL),
 };
 
@@ -74,6 +86,7 @@ static int allowed(imp_access need, unsigned scopes)
 {
 	switch(need) {
 	case IMP_ACCESS_PUBLIC: return 1;
+	case IMP_ACCESS_READ_OR_SELF:
 	case IMP_ACCESS_READ: return (scopes & (IMP_SCOPE_ADMIN | IMP_SCOPE_PROVISIONING | IMP_SCOPE_READ)) != 0;
 	case IMP_ACCESS_PROVISION: return (scopes & (IMP_SCOPE_ADMIN | IMP_SCOPE_PROVISIONING)) != 0;
 	case IMP_ACCESS_ADMIN:
@@ -94,7 +107,7 @@ static int method_printable(const char *m)
 	return n < 16;
 }
 
-imp_err imp_router_dispatch(imp_req *r)
+imp_err imp_router_resolve(imp_req *r)
 {
 	int path_known = 0;
 	for(size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
@@ -117,8 +130,30 @@ imp_err imp_router_dispatch(imp_req *r)
 		if(rc) return rc;
 		if(r->route->access == IMP_ACCESS_USER && r->who.type != IMP_ACTOR_USER)
 			return api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", NULL, "this call needs a logged-in user's token");
-		if(!allowed(r->route->access, r->who.scopes))
+		int self = r->route->access == IMP_ACCESS_READ_OR_SELF && r->who.type == IMP_ACTOR_DEVICE &&
+		           strcmp(r->who.actor_id.s, r->params[0]) == 0;
+		if(r->who.type == IMP_ACTOR_DEVICE && !self)
+			return api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", NULL, "a device may call only its own device routes");
+		if(!self && !allowed(r->route->access, r->who.scopes))
 			return api_fail(r, IMP_ERR_FORBIDDEN, "insufficient_scope", NULL, "the caller's scopes do not allow this call");
 	}
+	return IMP_OK;
+}
+
+imp_err imp_router_dispatch(imp_req *r)
+{
+	imp_err rc = imp_router_resolve(r);
+	if(rc) return rc;
+	if(!r->route->handler) return api_fail(r, IMP_ERR_STORE, NULL, NULL, "this route streams its body");
 	return r->route->handler(r);
+}
+
+const imp_route *imp_router_stream_route(const char *method, const char *path)
+{
+	imp_req r;
+	for(size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
+		if(ROUTES[i].stream && strcmp(ROUTES[i].method, method) == 0 && match(ROUTES[i].pattern, path, &r))
+			return &ROUTES[i];
+	}
+	return NULL;
 }

@@ -30,6 +30,10 @@ typedef struct {
 	size_t len;
 	int too_large;
 	uint64_t start_us;
+	/* Streaming routes: the request, resolved before its body, and the route's state. */
+	imp_req *sreq;
+	void *sstate;
+	imp_err serr;
 } conn_state;
 
 static void log_line(const char *method, const char *route, unsigned status, uint64_t us)
@@ -78,6 +82,64 @@ static void client_addr(struct MHD_Connection *c, char *out, size_t n)
 	else if(sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
 }
 
+static enum MHD_Result send_error(struct MHD_Connection *c, imp_req *r, imp_err rc, const char *method, uint64_t start)
+{
+	unsigned status = api_status(rc);
+	json_t *b = error_body(r, rc);
+	enum MHD_Result ret = send_json(c, status, b, NULL);
+	json_decref(b);
+	log_line(method, r->route ? r->route->pattern : "-", status, imp_mono_us() - start);
+	return ret;
+}
+
+/* A streaming route: the caller is resolved and the route opened before any of the body
+ * is read, so a refused call is answered at once. */
+static enum MHD_Result stream_begin(imp_server *srv, conn_state *cs, struct MHD_Connection *c, const char *url,
+                                    const char *method)
+{
+	imp_req *r = imp_calloc(1, sizeof *r);
+	if(!r) return MHD_NO;
+	cs->sreq = r;
+	r->app = srv->app;
+	r->conn = c;
+	r->method = method;
+	r->url = url;
+	r->body = "";
+	client_addr(c, r->addr, sizeof r->addr);
+	imp_err rc = imp_router_resolve(r);
+	if(!rc) rc = r->route->stream->open(r, &cs->sstate);
+	if(!rc) return MHD_YES;
+	cs->too_large = 2;
+	return send_error(c, r, rc, method, cs->start_us);
+}
+
+static enum MHD_Result stream_step(conn_state *cs, struct MHD_Connection *c, const char *method, const char *upload,
+                                   size_t *upload_size)
+{
+	imp_req *r = cs->sreq;
+	if(*upload_size) {
+		if(cs->sstate && !cs->serr) cs->serr = r->route->stream->feed(cs->sstate, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if(cs->too_large == 2) return MHD_YES;
+	int fd = -1;
+	uint64_t size = 0;
+	const char *type = "application/json";
+	imp_err rc = cs->serr ? cs->serr : r->route->stream->finish(cs->sstate, &fd, &size, &type);
+	if(rc) return send_error(c, r, rc, method, cs->start_us);
+	struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+	if(!resp) {
+		close(fd);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+	MHD_destroy_response(resp);
+	log_line(method, r->route->pattern, 200, imp_mono_us() - cs->start_us);
+	return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -89,6 +151,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		cs->start_us = imp_mono_us();
 		atomic_fetch_add(&srv->inflight, 1);
 		*con_cls = cs;
+		const imp_route *sr = imp_router_stream_route(method, url);
+		if(sr) return stream_begin(srv, cs, c, url, method);
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if(cl && strtoull(cl, NULL, 10) > IMP_BODY_MAX) {
 			/* Answer before reading: the client may be waiting on 100-continue. */
@@ -104,6 +168,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		}
 		return MHD_YES;
 	}
+	if(cs->sreq) return stream_step(cs, c, method, upload, upload_size);
 	if(*upload_size) {
 		if(cs->too_large) {
 			*upload_size = 0;
@@ -166,6 +231,9 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
 	imp_server *srv = cls;
 	conn_state *cs = *con_cls;
 	if(!cs) return;
+	if(cs->sstate) cs->sreq->route->stream->close(cs->sstate);
+	if(cs->sreq && cs->sreq->db) imp_db_rollback(&cs->sreq->db);
+	imp_free(cs->sreq);
 	imp_free(cs->buf);
 	imp_free(cs);
 	*con_cls = NULL;

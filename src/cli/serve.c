@@ -32,6 +32,7 @@ int imp_cmd_serve(int argc, char **argv)
 	snprintf(key_path, sizeof key_path, "%s/%s", data, IMP_KEYS_FILE);
 
 	imp_app app = {0};
+	app.data_dir = data;
 	if(imp_keys_load(key_path, &app.keys) || imp_store_open(db_path, 0, &app.store)) {
 		fprintf(stderr, "imprint serve: %s is not an initialised data directory (run imprint init --data %s)\n", data, data);
 		return 2;

@@ -36,6 +36,11 @@ imp_err imp_db_begin(imp_db **db);
 imp_err imp_db_commit(imp_db **db);
 void imp_db_rollback(imp_db **db);
 
+/* Inside a write transaction: mark a point, then keep (undo 0) or undo (undo 1) what was
+ * written since. One mark at a time. */
+imp_err imp_db_mark(imp_db *db);
+imp_err imp_db_unmark(imp_db *db, int undo);
+
 /* One stored entity: the meta fields every entity has, and doc, the JSON object of the
  * kind's fields (including the ones the store keeps in columns). */
 typedef struct {
@@ -137,6 +142,81 @@ typedef struct {
 imp_err imp_db_audit(imp_db *db, const imp_audit *a);
 imp_err imp_db_audit_list(imp_db *db, int64_t account, const char *entity_id, const char *action,
                           const imp_query *q, json_t *results, int64_t *count, int64_t *last);
+
+/* Credentials: at most one live credential per entity (device, account user, end user).
+ * Putting one replaces the previous one in the same statement, so the old secret or
+ * certificate stops working when the transaction commits. */
+#define IMP_METHOD_LEN 12
+#define IMP_ENTITY_TYPE_LEN 16
+typedef struct {
+	imp_id id;
+	int64_t account;
+	imp_id account_id;
+	char entity_type[IMP_ENTITY_TYPE_LEN];  /* device, accountUser, endUser */
+	imp_id entity_id;
+	char method[IMP_METHOD_LEN];            /* password, certificate */
+	char fingerprint[65];                   /* certificates: SHA-256 of the DER, hex */
+	uint64_t not_after;                     /* certificates: Unix ms; 0 otherwise */
+	uint64_t created;
+	imp_id created_by;
+	char *certificate;                      /* owned PEM or NULL; imp_credential_clear() */
+} imp_credential;
+
+void imp_credential_clear(imp_credential *c);
+
+/* Stores c (id, account, entity, method, created_by set by the caller; created set here)
+ * with secret_hash (password) or c->certificate and c->fingerprint, replacing the entity's
+ * previous credential; *replaced says whether there was one. IMP_ERR_CONFLICT when the
+ * fingerprint is another entity's. */
+imp_err imp_db_credential_put(imp_db *db, imp_credential *c, const char *secret_hash, int *replaced);
+
+/* By credential id, or by the entity it belongs to. NOT_FOUND. */
+imp_err imp_db_credential_get(imp_db *db, int64_t account, const char *id, imp_credential *out);
+imp_err imp_db_credential_of(imp_db *db, int64_t account, const char *entity_id, imp_credential *out);
+
+/* Appends credential metadata objects (never a secret) to results; entity_id and
+ * entity_type may be NULL. */
+imp_err imp_db_credential_list(imp_db *db, int64_t account, const char *entity_id, const char *entity_type,
+                               const imp_query *q, json_t *results, int64_t *count, int64_t *last);
+
+/* The API's metadata object of c (never a secret). New reference or NULL. */
+json_t *imp_credential_json(const imp_credential *c);
+
+/* Revokes the credential id (NOT_FOUND), or every credential of entity_id (no error when
+ * there is none). */
+imp_err imp_db_credential_delete(imp_db *db, int64_t account, const char *id);
+imp_err imp_db_credential_delete_of(imp_db *db, int64_t account, const char *entity_id);
+
+/* What the broker's checks need about an entity id, across accounts: its live credential
+ * and, for a device, whether it is disabled and its template's authentication method. */
+typedef struct {
+	int64_t account;
+	char entity_type[IMP_ENTITY_TYPE_LEN];
+	char method[IMP_METHOD_LEN];            /* "" when the entity has no credential */
+	char secret[65];                        /* keyed hash of a password secret */
+	char fingerprint[65];
+	uint64_t not_after;
+	int is_device, disabled;
+	char auth_method[IMP_METHOD_LEN];       /* device's template: password, certificate */
+} imp_auth_row;
+
+/* NOT_FOUND when id is neither a device nor an entity with a credential. */
+imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out);
+
+/* Devices: server-set state. activate moves defined -> activated (no change otherwise;
+ * *changed says whether it moved). set_disabled sets the flag; NOT_FOUND. Both bump the
+ * device's version and modified time when they change it. */
+imp_err imp_db_device_activate(imp_db *db, int64_t account, const char *id, const char *actor, int *changed);
+imp_err imp_db_device_set_disabled(imp_db *db, int64_t account, const char *id, int disabled, const char *actor,
+                                   int *changed);
+
+/* Batches: the device a serial number got under batch name, and at which line. */
+imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t *line,
+                              int64_t *device_key);
+imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,
+                              int64_t device_key);
+/* The entity of kind k with internal key key, in account. NOT_FOUND. */
+imp_err imp_db_get_by_key(imp_db *db, const imp_kind *k, int64_t account, int64_t key, imp_entity *out);
 
 /* Store health: IMP_OK when a trivial query answers. */
 imp_err imp_db_ping(imp_db *db);

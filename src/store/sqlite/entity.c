@@ -511,3 +511,19 @@ imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, im
 	if(err) return err;
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? IMP_OK : store__rc(rc);
 }
+
+imp_err imp_db_get_by_key(imp_db *db, const imp_kind *k, int64_t account, int64_t key, imp_entity *out)
+{
+	sqlbuf b;
+	sb_init(&b);
+	select_prefix(&b, k, "");
+	sb_add(&b, " WHERE t.key = ? AND t.account = ?");
+	sqlite3_stmt *st = store__stmt(db, b.s);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, key);
+	sqlite3_bind_int64(st, 2, account);
+	int rc = sqlite3_step(st);
+	imp_err err = rc == SQLITE_ROW ? read_row(st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+	sqlite3_reset(st);
+	return err;
+}

@@ -1,0 +1,290 @@
+/* MQTT credentials: random secrets for password templates and account users, certificates
+ * for certificate templates (certificates.c), their metadata, revocation; device disable
+ * and enable; and the broker's authenticate hook. A secret exists in clear only in the
+ * response that creates it: the store keeps its keyed hash. */
+#include "api/credentials.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#include "api/auth.h"
+#include "api/handlers.h"
+#include "api/resource.h"
+#include "broker/verify.h"
+#include "core/crypto.h"
+#include "core/mem.h"
+
+static const char *const ENTITY_TYPES[] = {"device", "accountUser", "endUser", NULL};
+
+json_t *imp_cred_body(const imp_credential *c, const char *secret)
+{
+	json_t *o = imp_credential_json(c);
+	if(o && secret && json_object_set_new(o, "secret", json_string(secret))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static imp_err activate(imp_req *r, const char *entity_type, const char *entity_id)
+{
+	if(strcmp(entity_type, "device") != 0) return IMP_OK;
+	int changed;
+	return imp_db_device_activate(r->db, r->who.account, entity_id, r->who.actor_id.s, &changed);
+}
+
+imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, char *secret,
+                          imp_credential *c, int *replaced)
+{
+	uint8_t raw[IMP_SECRET_BYTES];
+	char hash[65];
+	memset(c, 0, sizeof *c);
+	if(imp_random(raw, sizeof raw)) return IMP_ERR_CRYPTO;
+	imp_b64_encode(raw, sizeof raw, secret, 0);
+	sodium_memzero(raw, sizeof raw);
+	imp_secret_hash(&r->app->keys, secret, hash);
+	imp_err rc = imp_id_new(&c->id);
+	if(rc) return rc;
+	c->account = r->who.account;
+	c->account_id = r->who.account_id;
+	snprintf(c->entity_type, sizeof c->entity_type, "%s", entity_type);
+	snprintf(c->entity_id.s, sizeof c->entity_id.s, "%s", entity_id);
+	snprintf(c->method, sizeof c->method, "password");
+	c->created_by = r->who.actor_id;
+	rc = imp_db_credential_put(r->db, c, hash, replaced);
+	sodium_memzero(hash, sizeof hash);
+	if(!rc) rc = activate(r, entity_type, entity_id);
+	return rc;
+}
+
+/* The authentication method of a device's template, into method. */
+static imp_err device_method(imp_req *r, const char *device_id, char *method, size_t n)
+{
+	imp_entity d, t;
+	imp_err rc = imp_db_get(r->db, &imp_kind_device, r->who.account, device_id, &d);
+	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "entityId", "no such device");
+	if(rc) return rc;
+	rc = imp_db_get(r->db, &imp_kind_device_template, r->who.account,
+	                json_string_value(json_object_get(d.doc, "deviceTemplateId")), &t);
+	imp_entity_clear(&d);
+	if(rc) return rc;
+	snprintf(method, n, "%s", json_string_value(json_object_get(t.doc, "authenticationMethod")));
+	imp_entity_clear(&t);
+	return IMP_OK;
+}
+
+static const char *opt_string(imp_req *r, json_t *body, const char *name, imp_err *rc)
+{
+	json_t *v = json_object_get(body, name);
+	if(!v || json_is_null(v)) return NULL;
+	if(!json_is_string(v)) *rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", name, "%s must be a string", name);
+	return json_string_value(v);
+}
+
+imp_err imp_h_cred_create(imp_req *r)
+{
+	static const char *const known[] = {"accountId", "entityId", "entityType", "certificate", "csr", NULL};
+	json_t *body = api_body_object(r);
+	if(!body) return IMP_ERR_BAD_REQUEST;
+	imp_credential c = {0};
+	char secret[IMP_SECRET_LEN + 1] = {0};
+	int replaced = 0;
+	imp_err rc = IMP_OK;
+	const char *key;
+	json_t *v;
+	json_object_foreach(body, key, v) {
+		if(imp_choice_index(known, key) < 0) {
+			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "unknown_field", NULL, "unknown field in the body");
+			goto out;
+		}
+	}
+	if((rc = api_check_account(r, json_object_get(body, "accountId")))) goto out;
+	const char *entity_id = opt_string(r, body, "entityId", &rc);
+	const char *entity_type = opt_string(r, body, "entityType", &rc);
+	const char *cert = opt_string(r, body, "certificate", &rc);
+	const char *csr = opt_string(r, body, "csr", &rc);
+	if(rc) goto out;
+	if(!entity_id) {
+		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "missing_field", "entityId", "entityId is required");
+		goto out;
+	}
+	if(!entity_type) entity_type = "device";
+	if(imp_choice_index(ENTITY_TYPES, entity_type) < 0) {
+		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_field", "entityType", "entityType must be device, accountUser or endUser");
+		goto out;
+	}
+	if(!imp_id_valid(entity_id)) {
+		rc = api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "entityId", "no such %s", entity_type);
+		goto out;
+	}
+	if(cert && csr) {
+		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_field", "csr", "send either certificate or csr, not both");
+		goto out;
+	}
+	if((rc = imp_db_begin(&r->db))) goto out;
+	if(strcmp(entity_type, "device") == 0) {
+		char method[IMP_METHOD_LEN];
+		if((rc = device_method(r, entity_id, method, sizeof method))) goto out;
+		if(strcmp(method, "certificate") == 0) {
+			if(!cert && !csr) {
+				rc = api_fail(r, IMP_ERR_INVALID, "certificate_required", "certificate",
+				              "the device's template uses certificates: send certificate or csr");
+				goto out;
+			}
+			rc = imp_cred_certificate(r, entity_id, cert, csr, &c, &replaced);
+		} else if(cert || csr) {
+			rc = api_fail(r, IMP_ERR_INVALID, "password_template", cert ? "certificate" : "csr",
+			              "the device's template uses passwords; certificates do not apply");
+		} else {
+			rc = imp_cred_password(r, "device", entity_id, secret, &c, &replaced);
+		}
+	} else if(strcmp(entity_type, "accountUser") == 0) {
+		imp_entity u;
+		if(!(r->who.scopes & IMP_SCOPE_ADMIN)) {
+			rc = api_fail(r, IMP_ERR_FORBIDDEN, "insufficient_scope", NULL, "credentials for account users need the admin scope");
+			goto out;
+		}
+		if(cert || csr) {
+			rc = api_fail(r, IMP_ERR_INVALID, "password_only", "certificate", "account users connect with a password secret");
+			goto out;
+		}
+		rc = imp_db_get(r->db, &imp_kind_account_user, r->who.account, entity_id, &u);
+		if(rc == IMP_ERR_NOT_FOUND) rc = api_fail(r, rc, "not_found", "entityId", "no such accountUser");
+		if(rc) goto out;
+		imp_entity_clear(&u);
+		rc = imp_cred_password(r, "accountUser", entity_id, secret, &c, &replaced);
+	} else {
+		/* End users arrive with association; until then none exists. */
+		rc = api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "entityId", "no such endUser");
+	}
+	if(rc) goto out;
+	json_t *details = json_pack("{s:s, s:s}", "credentialId", c.id.s, "method", c.method);
+	rc = api_audit(r, replaced ? "regenerate-credential" : "generate-credential", entity_type, entity_id, details);
+	json_decref(details);
+	if(rc || (rc = imp_db_commit(&r->db))) goto out;
+	json_t *o = imp_cred_body(&c, secret[0] ? secret : NULL);
+	rc = api_reply(r, 200, api_wrap("mqttCredential", o));
+out:
+	if(rc && !r->err_msg[0]) {
+		if(rc == IMP_ERR_CONFLICT)
+			rc = api_fail(r, rc, "certificate_in_use", "certificate", "this certificate is registered to another device");
+		else rc = api_fail(r, rc, NULL, NULL, "the credential could not be stored");
+	}
+	sodium_memzero(secret, sizeof secret);
+	imp_credential_clear(&c);
+	json_decref(body);
+	return rc;
+}
+
+imp_err imp_h_cred_list(imp_req *r)
+{
+	static const char *const allowed[] = {"entityId", "entityType", NULL};
+	imp_query q = {0};
+	int want_results;
+	imp_err rc = api_query_known(r, allowed);
+	if(!rc) rc = imp_list_args(r, &q, &want_results);
+	if(rc) return rc;
+	if(strcmp(q.sort, "created") != 0)
+		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "sortBy", "credentials sort only by created");
+	const char *type = api_query(r, "entityType");
+	if(type && imp_choice_index(ENTITY_TYPES, type) < 0)
+		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "entityType", "entityType must be device, accountUser or endUser");
+	json_t *results = want_results ? json_array() : NULL;
+	int64_t count = 0, last = -1;
+	rc = imp_db_credential_list(r->db, r->who.account, api_query(r, "entityId"), type, &q, results, &count, &last);
+	if(rc) {
+		json_decref(results);
+		return api_fail(r, rc, NULL, NULL, "could not read the credentials");
+	}
+	json_t *body = imp_list_body("mqttCredentials", results, &q, count, last);
+	json_decref(results);
+	if(!body) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	return api_reply(r, 200, body);
+}
+
+imp_err imp_h_cred_get(imp_req *r)
+{
+	imp_credential c;
+	imp_err rc = api_query_known(r, NULL);
+	if(rc || (rc = api_check_query_account(r))) return rc;
+	if(!imp_id_valid(r->params[0])) return api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "id", "no such credential");
+	rc = imp_db_credential_get(r->db, r->who.account, r->params[0], &c);
+	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "id", "no such credential");
+	if(rc) return api_fail(r, rc, NULL, NULL, "could not read the credential");
+	json_t *o = imp_cred_body(&c, NULL);
+	imp_credential_clear(&c);
+	return api_reply(r, 200, api_wrap("mqttCredential", o));
+}
+
+imp_err imp_h_cred_delete(imp_req *r)
+{
+	imp_credential c = {0};
+	if(!imp_id_valid(r->params[0])) return api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "id", "no such credential");
+	imp_err rc = imp_db_begin(&r->db);
+	if(!rc) rc = imp_db_credential_get(r->db, r->who.account, r->params[0], &c);
+	if(!rc) rc = imp_db_credential_delete(r->db, r->who.account, r->params[0]);
+	if(!rc) {
+		json_t *details = json_pack("{s:s}", "credentialId", c.id.s);
+		rc = api_audit(r, "revoke-credential", c.entity_type, c.entity_id.s, details);
+		json_decref(details);
+	}
+	if(!rc) rc = imp_db_commit(&r->db);
+	imp_credential_clear(&c);
+	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "id", "no such credential");
+	if(rc) return r->err_msg[0] ? rc : api_fail(r, rc, NULL, NULL, "could not revoke the credential");
+	return api_reply(r, 204, NULL);
+}
+
+static imp_err set_disabled(imp_req *r, int disabled)
+{
+	imp_entity e = {0};
+	int changed = 0;
+	imp_err rc = api_query_known(r, NULL);
+	if(rc || (rc = api_check_query_account(r))) return rc;
+	if(!imp_id_valid(r->params[0])) return api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "id", "no such device");
+	rc = imp_db_begin(&r->db);
+	if(!rc) rc = imp_db_device_set_disabled(r->db, r->who.account, r->params[0], disabled, r->who.actor_id.s, &changed);
+	if(!rc && changed) rc = api_audit(r, disabled ? "disable" : "enable", "device", r->params[0], NULL);
+	if(!rc) rc = imp_db_commit(&r->db);
+	if(!rc) rc = imp_db_get(r->db, &imp_kind_device, r->who.account, r->params[0], &e);
+	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "id", "no such device");
+	if(rc) return api_fail(r, rc, NULL, NULL, "could not change the device");
+	rc = imp_res_reply(r, &imp_res_device, &e, 200, NULL);
+	imp_entity_clear(&e);
+	return rc;
+}
+
+imp_err imp_h_device_disable(imp_req *r) { return set_disabled(r, 1); }
+imp_err imp_h_device_enable(imp_req *r) { return set_disabled(r, 0); }
+
+imp_err imp_h_broker_authenticate(imp_req *r)
+{
+	static const char *const known[] = {"clientid", "username", "password", NULL};
+	json_t *body = api_body_object(r);
+	if(!body) return IMP_ERR_BAD_REQUEST;
+	imp_err rc = IMP_OK;
+	const char *key;
+	json_t *v;
+	json_object_foreach(body, key, v) {
+		if(imp_choice_index(known, key) < 0) {
+			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "unknown_field", NULL, "unknown field in the body");
+			break;
+		}
+		if(!json_is_string(v) && !json_is_null(v)) {
+			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", NULL, "clientid, username and password must be strings");
+			break;
+		}
+	}
+	const char *clientid = json_string_value(json_object_get(body, "clientid"));
+	if(!rc && !clientid) rc = api_fail(r, IMP_ERR_BAD_REQUEST, "missing_field", "clientid", "clientid is required");
+	if(!rc) {
+		imp_verdict verdict = imp_verify_password(r->db, &r->app->keys, clientid,
+		                                          json_string_value(json_object_get(body, "username")),
+		                                          json_string_value(json_object_get(body, "password")), NULL);
+		if(verdict == IMP_DENY_STORE) rc = api_fail(r, IMP_ERR_STORE, NULL, NULL, "the store did not answer");
+		else rc = api_reply(r, 200, json_pack("{s:s, s:s}", "result", verdict == IMP_ALLOW ? "allow" : "deny", "reason",
+		                                      imp_verdict_name(verdict)));
+	}
+	json_decref(body);
+	return rc;
+}

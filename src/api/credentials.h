@@ -1,0 +1,25 @@
+/* Giving entities their credentials: shared by POST /api/v1/access/mqtt-credentials and
+ * the device batch. */
+#ifndef IMP_API_CREDENTIALS_H
+#define IMP_API_CREDENTIALS_H
+#include "api/http.h"
+#include "core/limits.h"
+
+/* Inside the caller's write transaction: a new random secret for the entity (into
+ * secret[IMP_SECRET_LEN + 1]), its keyed hash stored in place of any previous credential,
+ * and a device moved from defined to activated. c receives the new credential's metadata
+ * (the caller clears it). */
+imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, char *secret,
+                          imp_credential *c, int *replaced);
+
+/* Inside the caller's write transaction: registers a device certificate (cert_pem) or
+ * signs a CSR (csr_pem) with the account's device CA, replacing any previous credential,
+ * and activates the device. 422 for an unusable certificate, 409 when another device has
+ * it. The error is set on r. */
+imp_err imp_cred_certificate(imp_req *r, const char *device_id, const char *cert_pem, const char *csr_pem,
+                             imp_credential *c, int *replaced);
+
+/* The response object for c: its metadata, plus secret when not NULL. */
+json_t *imp_cred_body(const imp_credential *c, const char *secret);
+
+#endif
