@@ -480,7 +480,7 @@ static int run(batch *b, batch_net *net)
 		if(!s) return 0;
 		int rc = batch_net_wait(net, s);
 		if(rc == BATCH_NET_FATAL) return 2;
-		long ok, failed;
+		long ok = 0, failed = 0;
 		if(rc == BATCH_NET_OK && read_answer(b, s, &ok, &failed) != 0) rc = BATCH_NET_RETRY;
 		if(rc == BATCH_NET_RETRY) {
 			if(batch_net_retry(net, s)) {

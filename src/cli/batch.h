@@ -118,7 +118,8 @@ typedef enum {
 /* Reads one line of the batch endpoint's NDJSON answer, which must be for file line
  * expect_line, and appends the device's bundle in format f to out (for dir: the file name,
  * a NUL, the JSON, a NUL). private_key: the PEM made for the line's CSR, or NULL for a
- * password template. why: why_len bytes; it never holds a secret. */
+ * password template. out NULL: only the line number is checked (a placeholder's answer).
+ * why: why_len bytes; it never holds a secret. */
 batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, batch_format f, const batch_broker *br,
                                const char *private_key, batch_buf *out, int *cut, char *why, size_t why_len);
 
