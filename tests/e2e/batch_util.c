@@ -156,3 +156,16 @@ long bu_count_lines(const char *path, const char *prefix)
 	fclose(f);
 	return n;
 }
+
+int bu_file_contains(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	if(!f) return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	while(!found && getline(&line, &cap, f) > 0) found = strstr(line, needle) != NULL;
+	free(line);
+	fclose(f);
+	return found;
+}

@@ -40,5 +40,7 @@ int bu_write_serials(const char *path, const char *prefix, long n);
 char *bu_slurp(const char *path, size_t *len);
 /* Lines of a file that start with prefix. */
 long bu_count_lines(const char *path, const char *prefix);
+/* 1 when a line of the file (of any size) holds needle. */
+int bu_file_contains(const char *path, const char *needle);
 
 #endif
