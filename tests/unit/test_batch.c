@@ -1,0 +1,341 @@
+/* Unit tests for the parts of imprint batch: the bounded line reader, the serial number
+ * rules (plain lines and a CSV's first column), the answer scanner, the output formats,
+ * file names in a dir output, and the state file. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/batch.h"
+
+static char tmp[64];
+
+static int setup(void **state)
+{
+	snprintf(tmp, sizeof tmp, "/tmp/imprint-unit-XXXXXX");
+	return mkdtemp(tmp) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *file_with(const char *name, const char *data, size_t n)
+{
+	static char p[200];
+	snprintf(p, sizeof p, "%s/%s", tmp, name);
+	FILE *f = fopen(p, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, n, f), n);
+	fclose(f);
+	return p;
+}
+
+/* ---- the line reader ---- */
+
+static void reader_lines_and_offsets(void **state)
+{
+	const char *text = "\xef\xbb\xbf"
+	                   "a\r\nbb\n\nlast";
+	batch_reader *r;
+	assert_int_equal(batch_reader_open(file_with("r1", text, strlen(text)), &r), IMP_OK);
+	const char *line;
+	size_t n;
+	int trunc;
+	assert_int_equal(batch_reader_count_rest(r), 4);
+	assert_int_equal(batch_reader_next(r, &line, &n, &trunc), 1);
+	assert_int_equal(n, 1); /* the byte order mark and the \r are gone */
+	assert_memory_equal(line, "a", 1);
+	assert_int_equal(batch_reader_offset(r), 6);
+	assert_int_equal(batch_reader_next(r, &line, &n, &trunc), 1);
+	assert_int_equal(n, 2);
+	assert_int_equal(batch_reader_next(r, &line, &n, &trunc), 1);
+	assert_int_equal(n, 0);
+	assert_int_equal(batch_reader_next(r, &line, &n, &trunc), 1);
+	assert_int_equal(n, 4);
+	assert_memory_equal(line, "last", 4);
+	assert_int_equal(batch_reader_line(r), 4);
+	assert_int_equal(batch_reader_next(r, &line, &n, &trunc), 0);
+	/* continue after line 2, and refuse an offset inside a line */
+	assert_int_equal(batch_reader_seek(r, 9, 2), IMP_OK);
+	assert_int_equal(batch_reader_next(r, &line, &n, &trunc), 1);
+	assert_int_equal(batch_reader_line(r), 3);
+	assert_int_equal(batch_reader_seek(r, 7, 1), IMP_ERR_INVALID);
+	assert_int_equal(batch_reader_seek(r, 100, 1), IMP_ERR_INVALID);
+	batch_reader_free(&r);
+	assert_null(r);
+}
+
+/* A line far past the cap comes back cut to BATCH_LINE_KEEP and marked; the next line is
+ * whole. One byte over the cap that is a \r does not count. */
+static void reader_long_lines(void **state)
+{
+	size_t big = 300000;
+	char *text = malloc(big + 64 + BATCH_LINE_KEEP + 2);
+	memset(text, 'x', big);
+	size_t n = big;
+	n += (size_t)snprintf(text + n, 64, "\nnext\n");
+	memset(text + n, 'y', BATCH_LINE_KEEP);
+	n += BATCH_LINE_KEEP;
+	memcpy(text + n, "\r\n", 2);
+	n += 2;
+	batch_reader *r;
+	assert_int_equal(batch_reader_open(file_with("r2", text, n), &r), IMP_OK);
+	free(text);
+	const char *line;
+	size_t len;
+	int trunc;
+	assert_int_equal(batch_reader_next(r, &line, &len, &trunc), 1);
+	assert_int_equal(len, BATCH_LINE_KEEP);
+	assert_true(trunc);
+	assert_int_equal(batch_reader_next(r, &line, &len, &trunc), 1);
+	assert_int_equal(len, 4);
+	assert_false(trunc);
+	assert_int_equal(batch_reader_next(r, &line, &len, &trunc), 1);
+	assert_int_equal(len, BATCH_LINE_KEEP);
+	assert_false(trunc);
+	assert_int_equal(batch_reader_offset(r), (int64_t)(big + 6 + BATCH_LINE_KEEP + 2));
+	batch_reader_free(&r);
+}
+
+/* ---- serial numbers ---- */
+
+static void serial_rules(void **state)
+{
+	static const struct {
+		const char *line;
+		int csv;
+		batch_line_kind kind;
+		const char *serial;
+	} v[] = {
+		{"SN-1", 0, BATCH_LINE_SERIAL, "SN-1"},
+		{"  SN 2\t", 0, BATCH_LINE_SERIAL, "SN 2"},
+		{"Gerät-3", 0, BATCH_LINE_SERIAL, "Gerät-3"},
+		{"", 0, BATCH_LINE_SKIP, ""},
+		{" \t ", 0, BATCH_LINE_SKIP, ""},
+		{"a\x01b", 0, BATCH_LINE_BAD, NULL},
+		{"\xff\xfe", 0, BATCH_LINE_BAD, NULL},
+		{"\xc0\xaf", 0, BATCH_LINE_BAD, NULL},      /* overlong '/' */
+		{"\xed\xa0\x80", 0, BATCH_LINE_BAD, NULL},  /* a surrogate */
+		{"a,b", 0, BATCH_LINE_SERIAL, "a,b"},
+		{"a,b", 1, BATCH_LINE_SERIAL, "a"},
+		{" \"q,1\" , x", 1, BATCH_LINE_SERIAL, "q,1"},
+		{"\"say \"\"hi\"\"\",x", 1, BATCH_LINE_SERIAL, "say \"hi\""},
+		{"\"open,x", 1, BATCH_LINE_BAD, NULL},
+		{"\"q\"z,x", 1, BATCH_LINE_BAD, NULL},
+		{",x", 1, BATCH_LINE_BAD, NULL},
+		{"", 1, BATCH_LINE_SKIP, ""},
+	};
+	for(size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char out[BATCH_SERIAL_BUF];
+		const char *why;
+		batch_line_kind k = batch_line_parse(v[i].line, strlen(v[i].line), 0, v[i].csv, out, &why);
+		if(k != v[i].kind) fail_msg("case %zu (%s): kind %d, want %d", i, v[i].line, k, v[i].kind);
+		if(v[i].serial) assert_string_equal(out, v[i].serial);
+		if(k == BATCH_LINE_BAD) assert_non_null(why);
+	}
+}
+
+/* 128 characters pass, 129 do not, counted in characters, not bytes. */
+static void serial_length(void **state)
+{
+	char line[1024], out[BATCH_SERIAL_BUF];
+	const char *why;
+	memset(line, 'a', 128);
+	assert_int_equal(batch_line_parse(line, 128, 0, 0, out, &why), BATCH_LINE_SERIAL);
+	assert_int_equal(batch_line_parse(line, 129, 0, 0, out, &why), BATCH_LINE_BAD);
+	size_t n = 0;
+	for(int i = 0; i < 128; i++) n += (size_t)snprintf(line + n, sizeof line - n, "\xe2\x82\xac"); /* € */
+	assert_int_equal(batch_line_parse(line, n, 0, 0, out, &why), BATCH_LINE_SERIAL);
+	assert_int_equal(strlen(out), 384);
+	n += (size_t)snprintf(line + n, sizeof line - n, "\xe2\x82\xac");
+	assert_int_equal(batch_line_parse(line, n, 0, 0, out, &why), BATCH_LINE_BAD);
+	assert_int_equal(batch_line_parse(line, n, 0, 1, out, &why), BATCH_LINE_BAD);
+	/* a cut line is refused, but a CSV line's first column may end before the cut */
+	assert_int_equal(batch_line_parse("abc", 3, 1, 0, out, &why), BATCH_LINE_BAD);
+	assert_int_equal(batch_line_parse("abc,xx", 6, 1, 1, out, &why), BATCH_LINE_SERIAL);
+	assert_int_equal(batch_line_parse("abcxx", 5, 1, 1, out, &why), BATCH_LINE_BAD);
+}
+
+/* ---- answers and formats ---- */
+
+static const char ANSWER[] =
+	"{\"line\":7,\"device\":{\"id\":\"D1\",\"accountId\":\"A1\",\"deviceTemplateId\":\"T1\",\"organizationId\":null,"
+	"\"serialNumber\":\"S\\u00e9 \\\"7\\\"\",\"disabled\":false,\"n\":[1,2.5e3,{\"x\":[]}],"
+	"\"channels\":[{\"channelTemplateName\":\"temp\",\"permission\":\"publish\",\"channel\":\"xi/blue/v1/A1/d/D1/temp\"},"
+	"{\"channelTemplateName\":\"cmd\",\"permission\":\"subscribe\",\"channel\":\"xi/blue/v1/A1/d/D1/cmd\"}]},"
+	"\"mqttCredential\":{\"id\":\"C1\",\"secret\":\"c2VjcmV0\\/+=\"}}";
+
+static const batch_broker BROKER = {"mqtt.example.com", 8883, 8884};
+
+static void answer_to_jsonl(void **state)
+{
+	batch_buf out = {.max = 1 << 20};
+	char why[200];
+	int cut = 0;
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BUNDLE);
+	assert_string_equal(out.p,
+	                    "{\"deviceId\":\"D1\",\"serialNumber\":\"S\xc3\xa9 \\\"7\\\"\",\"accountId\":\"A1\","
+	                    "\"deviceTemplateId\":\"T1\",\"broker\":{\"host\":\"mqtt.example.com\",\"port\":8883,"
+	                    "\"certificatePort\":8884},\"mqtt\":{\"clientId\":\"D1\",\"username\":\"D1\","
+	                    "\"password\":\"c2VjcmV0/+=\"},\"topicPrefix\":\"xi/blue/v1/A1/d/D1/\",\"channels\":["
+	                    "{\"name\":\"temp\",\"topic\":\"xi/blue/v1/A1/d/D1/temp\",\"permission\":\"publish\"},"
+	                    "{\"name\":\"cmd\",\"topic\":\"xi/blue/v1/A1/d/D1/cmd\",\"permission\":\"subscribe\"}]}\n");
+	/* another line number, or a broken answer, is not taken */
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 8, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BROKEN);
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER) - 1, 7, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BROKEN);
+	const char *err = "{\"line\":9,\"error\":{\"code\":\"duplicate_serial\",\"message\":\"at line 3\\nalready\"}}";
+	assert_int_equal(batch_answer(err, strlen(err), 9, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_REFUSED);
+	assert_string_equal(why, "at line 3 already (duplicate_serial)");
+	static const char *const broken[] = {"", "[]", "{\"line\":9,}", "{\"line\":9", "{\"line\":\"9\"}",
+	                                     "{\"line\":9,\"device\":{\"id\":\"x\\u0000\"}}", "{\"line\":9} x"};
+	for(size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+		assert_int_equal(batch_answer(broken[i], strlen(broken[i]), 9, BATCH_JSONL, &BROKER, NULL, &out, &cut, why,
+		                              sizeof why),
+		                 BATCH_ANSWER_BROKEN);
+	}
+	batch_buf_free(&out);
+}
+
+static void answer_to_csv_and_nvs(void **state)
+{
+	batch_buf out = {.max = 1 << 20};
+	char why[200];
+	int cut = 0;
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_CSV, &BROKER, NULL, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BUNDLE);
+	assert_string_equal(out.p, "\"S\xc3\xa9 \"\"7\"\"\",D1,A1,T1,mqtt.example.com,8883,8884,D1,D1,c2VjcmV0/+=,,,"
+	                           "xi/blue/v1/A1/d/D1/,\"[{\"\"name\"\":\"\"temp\"\",\"\"topic\"\":\"\"xi/blue/v1/A1/d/D1/"
+	                           "temp\"\",\"\"permission\"\":\"\"publish\"\"},{\"\"name\"\":\"\"cmd\"\",\"\"topic\"\":\"\""
+	                           "xi/blue/v1/A1/d/D1/cmd\"\",\"\"permission\"\":\"\"subscribe\"\"}]\"\n");
+	out.n = 0;
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_NVS, &BROKER, NULL, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BUNDLE);
+	assert_string_equal(out.p, "D1,\"S\xc3\xa9 \"\"7\"\"\",A1,mqtt.example.com,8883,8884,D1,D1,c2VjcmV0/+=,"
+	                           "xi/blue/v1/A1/d/D1/,temp=publish;cmd=subscribe\n");
+	assert_false(cut);
+	/* the header names the config's keys in order, each at most 15 characters */
+	for(int cert = 0; cert < 2; cert++) {
+		char keys[512];
+		size_t kn = 0;
+		const char *p = strchr(batch_nvs_config(cert), '\n') + 1;
+		while(*p) {
+			size_t k = strcspn(p, ",");
+			assert_true(k >= 1 && k <= 15);
+			kn += (size_t)snprintf(keys + kn, sizeof keys - kn, "%s%.*s", kn ? "," : "", (int)k, p);
+			p = strchr(p, '\n') + 1;
+		}
+		snprintf(keys + kn, sizeof keys - kn, "\n");
+		assert_string_equal(keys, batch_header(BATCH_NVS, cert));
+	}
+	batch_buf_free(&out);
+}
+
+static void certificate_bundle(void **state)
+{
+	const char *ans = "{\"line\":1,\"device\":{\"id\":\"D\",\"accountId\":\"A\",\"deviceTemplateId\":\"T\","
+	                  "\"serialNumber\":\"S\",\"channels\":[]},\"mqttCredential\":{\"certificate\":"
+	                  "\"-----BEGIN CERTIFICATE-----\\nQUJD\\nREVG\\n-----END CERTIFICATE-----\\n\"}}";
+	const char *key = "-----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n";
+	batch_buf out = {.max = 1 << 20};
+	char why[200];
+	int cut = 0;
+	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_NVS, &BROKER, key, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BUNDLE);
+	assert_string_equal(out.p, "D,S,A,mqtt.example.com,8883,8884,D,D,QUJDREVG,S0VZ,xi/blue/v1/A/d/D/,\n");
+	out.n = 0;
+	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, key, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BUNDLE);
+	assert_non_null(strstr(out.p, "\"mqtt\":{\"clientId\":\"D\",\"username\":\"D\"},\"certificate\":\"-----BEGIN "
+	                              "CERTIFICATE-----\\nQUJD\\nREVG\\n-----END CERTIFICATE-----\\n\",\"privateKey\""));
+	/* a password answer for a certificate batch is broken */
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, key, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BROKEN);
+	batch_buf_free(&out);
+}
+
+static void key_pair_and_csr(void **state)
+{
+	char *key, *csr;
+	assert_int_equal(batch_keypair_csr("SN-1", &key, &csr), IMP_OK);
+	assert_non_null(strstr(key, "-----BEGIN PRIVATE KEY-----"));
+	assert_non_null(strstr(csr, "-----BEGIN CERTIFICATE REQUEST-----"));
+	free(key);
+	free(csr);
+}
+
+static void dir_file_names(void **state)
+{
+	char out[256];
+	batch_file_name("SN-1_a.b", "D", out);
+	assert_string_equal(out, "SN-1_a.b.json");
+	batch_file_name("../x/y", "D", out);
+	assert_string_equal(out, "%2E.%2Fx%2Fy.json");
+	batch_file_name("a%b c", "D", out);
+	assert_string_equal(out, "a%25b%20c.json");
+	char long_serial[129];
+	memset(long_serial, '/', 128);
+	long_serial[128] = '\0';
+	batch_file_name(long_serial, "01a2-dev", out);
+	assert_string_equal(out, "01a2-dev.json");
+}
+
+static void buffer_cap(void **state)
+{
+	batch_buf b = {.max = 8};
+	assert_int_equal(batch_buf_str(&b, "12345678"), IMP_OK);
+	assert_int_equal(batch_buf_str(&b, "9"), IMP_ERR_TOO_LARGE);
+	assert_string_equal(b.p, "12345678");
+	batch_buf_free(&b);
+}
+
+/* ---- the state file ---- */
+
+static void state_round_trip(void **state)
+{
+	char p[200];
+	snprintf(p, sizeof p, "%s/out.state", tmp);
+	batch_state st = {.name = "batch-1", .template_id = "T", .format = "csv", .lines = 12, .input_offset = 345,
+	                  .output_bytes = 6789, .ok = 10, .failed = 2};
+	batch_state back;
+	assert_int_equal(batch_state_load(p, &back), IMP_ERR_NOT_FOUND);
+	assert_int_equal(batch_state_save(p, &st), IMP_OK);
+	assert_int_equal(batch_state_load(p, &back), IMP_OK);
+	assert_memory_equal(&st, &back, sizeof st);
+	char tmpfile[220];
+	snprintf(tmpfile, sizeof tmpfile, "%s.tmp", p);
+	assert_int_not_equal(access(tmpfile, F_OK), 0);
+	static const char *const bad[] = {"", "{}", "{\"version\":2}", "not json",
+	                                  "{\"version\":1,\"name\":\"n\",\"template\":\"t\",\"format\":\"csv\",\"lines\":-1,"
+	                                  "\"inputOffset\":0,\"outputBytes\":0,\"ok\":0,\"failed\":0}"};
+	for(size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		file_with("out.state", bad[i], strlen(bad[i]));
+		assert_int_equal(batch_state_load(p, &back), IMP_ERR_IO);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(reader_lines_and_offsets), cmocka_unit_test(reader_long_lines),
+		cmocka_unit_test(serial_rules),             cmocka_unit_test(serial_length),
+		cmocka_unit_test(answer_to_jsonl),          cmocka_unit_test(answer_to_csv_and_nvs),
+		cmocka_unit_test(certificate_bundle),       cmocka_unit_test(key_pair_and_csr),
+		cmocka_unit_test(dir_file_names),           cmocka_unit_test(buffer_cap),
+		cmocka_unit_test(state_round_trip),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
