@@ -135,6 +135,7 @@ typedef struct {
 	int64_t input_offset;             /* bytes of input consumed */
 	int64_t output_bytes;             /* bytes of output that are durable (0 for dir) */
 	long ok, failed;                  /* devices written, lines that failed */
+	int64_t run;                      /* runs of the batch so far, this one included */
 } batch_state;
 
 /* Reads path. IMP_ERR_NOT_FOUND when missing, IMP_ERR_IO when unreadable or malformed. */

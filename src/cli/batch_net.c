@@ -1,6 +1,13 @@
 /* HTTP for imprint batch, on libcurl's multi interface: each slot keeps its own keep-alive
  * connection, so two chunks can be in flight while answers are still taken in file order.
- * Network errors, 429 and 5xx are retried with a backoff; any other status stops the batch. */
+ * Network errors, 429 and 5xx are retried with a backoff; any other status stops the batch.
+ *
+ * Every request carries Idempotency-Generation, a number that grows with every request the
+ * batch ever sends (the run number from the state file, then a count within the run). A
+ * request of a killed run can still be in the server's buffers when the rerun sends the
+ * same lines; if the server handled it after the rerun's, it would replace the secrets the
+ * rerun wrote. A server that keeps the generation that last issued each line's credential
+ * can refuse such a stale request. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -20,6 +27,7 @@ struct batch_net {
 	CURLM *multi;
 	char *server, *auth, *key_header;
 	struct curl_slist *hdr;
+	int64_t run;
 	int parallel;
 	long chunk;
 	uint64_t seq;
@@ -75,8 +83,9 @@ imp_err batch_net_open(const char *server, const char *api_key, int parallel, lo
 	return IMP_OK;
 }
 
-void batch_net_name(batch_net *n, const char *name)
+void batch_net_name(batch_net *n, const char *name, int64_t run)
 {
+	n->run = run;
 	size_t len = strlen(name) + 32;
 	n->key_header = imp_malloc(len);
 	if(n->key_header) snprintf(n->key_header, len, "Idempotency-Key: %s", name);
@@ -181,10 +190,16 @@ static void start(batch_net *n, batch_slot *s)
 {
 	char url[4200];
 	snprintf(url, sizeof url, "%s/api/v1/devices/batch?credentials=true&firstLine=%ld", n->server, s->first);
+	char gen[64];
+	snprintf(gen, sizeof gen, "Idempotency-Generation: %lld", (long long)((n->run << 32) + (int64_t)++n->seq));
+	curl_slist_free_all(s->hdr);
+	s->hdr = NULL;
+	for(struct curl_slist *h = n->hdr; h; h = h->next) s->hdr = curl_slist_append(s->hdr, h->data);
+	s->hdr = curl_slist_append(s->hdr, gen);
 	s->resp.n = 0;
 	s->done = 0;
 	curl_easy_setopt(s->h, CURLOPT_URL, url);
-	curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, n->hdr);
+	curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, s->hdr);
 	curl_easy_setopt(s->h, CURLOPT_POSTFIELDS, s->req.p);
 	curl_easy_setopt(s->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->req.n);
 	curl_multi_add_handle(n->multi, s->h);
@@ -194,8 +209,8 @@ void batch_net_send(batch_net *n, batch_slot *s)
 {
 	s->busy = 1;
 	s->attempts = 1;
-	s->seq = ++n->seq;
 	start(n, s);
+	s->seq = n->seq;
 }
 
 batch_slot *batch_net_oldest(batch_net *n)
@@ -272,6 +287,7 @@ void batch_net_close(batch_net **np)
 			curl_easy_cleanup(s->h);
 		}
 		if(s->lines) batch_net_release(n, s);
+		curl_slist_free_all(s->hdr);
 		imp_free(s->lines);
 		batch_buf_free(&s->req);
 		batch_buf_free(&s->resp);

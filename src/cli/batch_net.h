@@ -26,6 +26,7 @@ typedef struct {
 	int attempts;
 	/* the rest belongs to batch_net.c */
 	void *h;
+	void *hdr;
 	int busy, done, cc;
 	long status;
 	uint64_t seq;
@@ -38,8 +39,9 @@ enum { BATCH_NET_OK, BATCH_NET_RETRY, BATCH_NET_FATAL };
 /* server: the base URL; parallel: requests in flight (1..BATCH_SLOTS); chunk: lines per
  * request at most. Caller frees with batch_net_close(). */
 imp_err batch_net_open(const char *server, const char *api_key, int parallel, long chunk, batch_net **out);
-/* The batch name, sent as the Idempotency-Key of every chunk. */
-void batch_net_name(batch_net *n, const char *name);
+/* The batch name, sent as the Idempotency-Key of every chunk, and the number of this run
+ * of the batch (see batch_net.c on Idempotency-Generation). */
+void batch_net_name(batch_net *n, const char *name, int64_t run);
 /* GET the device template: *cert set for certificate templates. 0, or 2 after printing
  * why not (unknown template, refused key, unreachable server). */
 int batch_net_template(batch_net *n, const char *id, int *cert);

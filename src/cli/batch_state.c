@@ -43,6 +43,8 @@ imp_err batch_state_load(const char *path, batch_state *st)
 	          copy_str(o, "format", st->format, sizeof st->format) || get_int(o, "lines", &lines) ||
 	          get_int(o, "inputOffset", &st->input_offset) || get_int(o, "outputBytes", &st->output_bytes) ||
 	          get_int(o, "ok", &ok) || get_int(o, "failed", &failed);
+	/* absent in the states of the first version of this file */
+	if(!bad && json_object_get(o, "run")) bad = get_int(o, "run", &st->run);
 	json_decref(o);
 	if(bad) return IMP_ERR_IO;
 	st->lines = (long)lines;
@@ -67,10 +69,11 @@ imp_err batch_state_save(const char *path, const batch_state *st)
 {
 	char tmp[4096];
 	if(snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return IMP_ERR_IO;
-	json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "version", STATE_VERSION, "name",
+	json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "version", STATE_VERSION, "name",
 	                      st->name, "template", st->template_id, "format", st->format, "lines",
 	                      (json_int_t)st->lines, "inputOffset", (json_int_t)st->input_offset, "outputBytes",
-	                      (json_int_t)st->output_bytes, "ok", (json_int_t)st->ok, "failed", (json_int_t)st->failed);
+	                      (json_int_t)st->output_bytes, "ok", (json_int_t)st->ok, "failed", (json_int_t)st->failed,
+	                      "run", (json_int_t)st->run);
 	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if(!text) return IMP_ERR_NOMEM;

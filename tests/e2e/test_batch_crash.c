@@ -31,6 +31,7 @@
 static h_server srv;
 static char tid[64], broker[128], work[64], serials[100], out[100], err[100], state_path[120];
 static long nserials = 100000;
+static void *bundles; /* freed in teardown, also after a failed assertion */
 
 typedef struct {
 	char id[40];
@@ -55,6 +56,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	free(bundles);
 	h_server_destroy(&srv);
 	char cmd[200];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
@@ -75,6 +77,7 @@ static bundle *read_bundles(void)
 {
 	bundle *b = calloc((size_t)nserials + 1, sizeof *b);
 	assert_non_null(b);
+	bundles = b;
 	FILE *f = fopen(out, "r");
 	assert_non_null(f);
 	char *line = NULL;
@@ -208,7 +211,6 @@ static void killed_batches_complete_exactly_once(void **state)
 	assert_null(strstr(text, "AddressSanitizer"));
 	assert_null(strstr(text, "runtime error"));
 	free(text);
-	free(b);
 	assert_false(h_log_contains(&srv, "AddressSanitizer"));
 }
 
