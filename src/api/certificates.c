@@ -91,10 +91,7 @@ imp_err imp_cred_certificate(imp_req *r, const char *device_id, const char *cert
 	int changed;
 	if(!rc) rc = imp_db_device_activate(r->db, r->who.account, device_id, r->who.actor_id.s, &changed);
 out:
-	if(ca_key) {
-		explicit_bzero(ca_key, strlen(ca_key));
-		imp_free(ca_key);
-	}
+	imp_key_pem_free(&ca_key);
 	imp_free(ca_cert);
 	imp_free(signed_pem);
 	json_decref(cas);
