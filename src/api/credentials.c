@@ -105,12 +105,12 @@ imp_err imp_h_cred_create(imp_req *r)
 	const char *csr = opt_string(r, body, "csr", &rc);
 	if(rc) goto out;
 	if(!entity_id) {
-		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "missing_field", "entityId", "entityId is required");
+		rc = api_fail(r, IMP_ERR_INVALID, "missing_field", "entityId", "entityId is required");
 		goto out;
 	}
 	if(!entity_type) entity_type = "device";
 	if(imp_choice_index(ENTITY_TYPES, entity_type) < 0) {
-		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_field", "entityType", "entityType must be device, accountUser or endUser");
+		rc = api_fail(r, IMP_ERR_INVALID, "invalid_field", "entityType", "entityType must be device, accountUser or endUser");
 		goto out;
 	}
 	if(!imp_id_valid(entity_id)) {
@@ -204,7 +204,7 @@ imp_err imp_h_cred_list(imp_req *r)
 
 imp_err imp_h_cred_get(imp_req *r)
 {
-	imp_credential c;
+	imp_credential c = {0};
 	imp_err rc = api_query_known(r, NULL);
 	if(rc || (rc = api_check_query_account(r))) return rc;
 	if(!imp_id_valid(r->params[0])) return api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "id", "no such credential");

@@ -156,7 +156,8 @@ static imp_err user_before_delete(imp_req *r, const imp_entity *e)
 {
 	if(strcmp(e->id.s, r->who.actor_id.s) == 0)
 		return api_fail(r, IMP_ERR_INVALID, "self_delete", "id", "an account user cannot delete itself");
-	return IMP_OK;
+	/* Its MQTT credential goes with it. */
+	return imp_db_credential_delete_of(r->db, e->account, e->id.s);
 }
 
 const imp_resource imp_res_account_user = {

@@ -65,5 +65,6 @@ extern const imp_resource imp_res_organization;
 extern const imp_resource imp_res_account_user;
 extern const imp_resource imp_res_api_key;
 extern const imp_resource imp_res_device;
+extern const imp_resource imp_res_certificate_authority;
 
 #endif

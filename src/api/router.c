@@ -52,6 +52,10 @@ static const imp_route ROUTES[] = {
 	R("GET", "/api/v1/access/mqtt-credentials", imp_h_cred_list, READ, NULL),
 	R("GET", "/api/v1/access/mqtt-credentials/{id}", imp_h_cred_get, READ, NULL),
 	R("DELETE", "/api/v1/access/mqtt-credentials/{id}", imp_h_cred_delete, ADMIN, NULL),
+	R("POST", "/api/v1/access/certificate-authorities", imp_res_create, ADMIN, &imp_res_certificate_authority),
+	R("GET", "/api/v1/access/certificate-authorities", imp_res_list, READ, &imp_res_certificate_authority),
+	R("GET", "/api/v1/access/certificate-authorities/{id}", imp_res_get, READ, &imp_res_certificate_authority),
+	R("DELETE", "/api/v1/access/certificate-authorities/{id}", imp_res_delete, ADMIN, &imp_res_certificate_authority),
 	R("POST", "/api/v1/broker/authenticate", imp_h_broker_authenticate, BROKER, NULL),
 	R("GET", "/api/v1/audit", imp_h_audit, READ, NULL),
 };

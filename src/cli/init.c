@@ -9,6 +9,7 @@
 
 #include "api/auth.h"
 #include "cli/cli.h"
+#include "core/devca.h"
 #include "core/mem.h"
 #include "store/store.h"
 
@@ -38,9 +39,9 @@ static int parse(int argc, char **argv, opts *o, const char *verb)
 
 static void path_in(char *out, size_t n, const char *dir, const char *file) { snprintf(out, n, "%s/%s", dir, file); }
 
-/* Creates an account with an admin user and an admin API key in one transaction and
- * prints them. */
-static int make_account(imp_db *db, const imp_keys *keys, const char *email_opt, int json)
+/* Creates an account with an admin user and an admin API key in one transaction, then the
+ * account's device CA in data, and prints the account and the admin's credentials. */
+static int make_account(imp_db *db, const char *data, const imp_keys *keys, const char *email_opt, int json)
 {
 	imp_id account, user_id, key_id;
 	int64_t akey;
@@ -75,6 +76,11 @@ static int make_account(imp_db *db, const imp_keys *keys, const char *email_opt,
 	imp_entity_clear(&apikey);
 	if(rc) goto fail;
 	if((rc = imp_db_commit(&db))) goto fail;
+	/* The account exists now, so its credentials are printed whatever happens here; a
+	 * missing CA is made when first needed (imp_devca_load). */
+	if((rc = imp_devca_ensure(data, account.s)))
+		fprintf(stderr, "imprint: could not create the device CA of account %s (%s); it is made when first needed\n",
+		        account.s, imp_err_name(rc));
 
 	if(json) {
 		json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "accountId", account.s, "email", email, "password", password,
@@ -133,7 +139,7 @@ int imp_cmd_init(int argc, char **argv)
 	}
 	chmod(db_path, 0600);
 	imp_db *db = imp_store_db(store);
-	int status = db ? make_account(db, &keys, o.email, o.json) : 1;
+	int status = db ? make_account(db, o.data, &keys, o.email, o.json) : 1;
 	imp_store_close(&store);
 	sodium_memzero(&keys, sizeof keys);
 	return status;
@@ -157,7 +163,7 @@ int imp_cmd_account(int argc, char **argv)
 		return 2;
 	}
 	imp_db *db = imp_store_db(store);
-	int status = db ? make_account(db, &keys, o.email, o.json) : 1;
+	int status = db ? make_account(db, o.data, &keys, o.email, o.json) : 1;
 	imp_store_close(&store);
 	sodium_memzero(&keys, sizeof keys);
 	return status;

@@ -85,6 +85,6 @@ int imp_cmd_routes(int argc, char **argv)
 {
 	size_t n;
 	const imp_route *r = imp_routes(&n);
-	for(size_t i = 0; i < n; i++) printf("%s %s\n", r[i].method, r[i].pattern);
+	for(size_t i = 0; i < n; i++) printf("%s %s%s\n", r[i].method, r[i].pattern, r[i].stream ? " (streams NDJSON)" : "");
 	return 0;
 }

@@ -97,10 +97,21 @@ static const char *const DEVICE_INDEX_ORDER[] = {"serialNumber", "q", "organizat
 
 const imp_kind imp_kind_device = {"device", "devices", "devices", DEVICE_FIELDS, {"serial", "name"}, DEVICE_INDEX_ORDER};
 
+static const imp_field CA_FIELDS[] = {
+	{"certificate", IMP_T_STRING, IMP_F_REQUIRED | IMP_F_CREATE_ONLY, IMP_PEM_TEXT_MAX, NULL, NULL, NULL, NULL},
+	{"fingerprint", IMP_T_STRING, IMP_F_SERVER | IMP_F_FILTER, 64, NULL, NULL, NULL, "fingerprint"},
+	{"subject", IMP_T_STRING, IMP_F_SERVER, 256, NULL, NULL, NULL, NULL},
+	{"notBefore", IMP_T_DATETIME, IMP_F_SERVER, 0, NULL, NULL, NULL, NULL},
+	{"notAfter", IMP_T_DATETIME, IMP_F_SERVER, 0, NULL, NULL, NULL, NULL},
+	{0}};
+
+const imp_kind imp_kind_certificate_authority = {"certificateAuthority", "certificateAuthorities",
+                                                 "certificate_authorities", CA_FIELDS, {NULL, NULL}, NULL};
+
 static const imp_kind *const ALL[] = {
 	&imp_kind_device_template, &imp_kind_device_field, &imp_kind_channel_template,
 	&imp_kind_organization_template, &imp_kind_organization, &imp_kind_account_user,
-	&imp_kind_api_key, &imp_kind_device, NULL};
+	&imp_kind_api_key, &imp_kind_device, &imp_kind_certificate_authority, NULL};
 
 const imp_kind *imp_kind_by_name(const char *name)
 {

@@ -57,6 +57,7 @@ extern const imp_kind imp_kind_organization;
 extern const imp_kind imp_kind_account_user;
 extern const imp_kind imp_kind_api_key;
 extern const imp_kind imp_kind_device;
+extern const imp_kind imp_kind_certificate_authority;
 
 /* The kind named name ("deviceTemplate"), or NULL. */
 const imp_kind *imp_kind_by_name(const char *name);

@@ -21,6 +21,7 @@
 #define IMP_UUID_LEN          36
 #define IMP_JWT_TTL_S         (20 * 60)
 #define IMP_SESSION_TTL_S     (14 * 24 * 3600)
+#define IMP_PEM_TEXT_MAX      16384         /* certificates and CSRs in PEM */
 #define IMP_SECRET_BYTES      32            /* device and user MQTT secrets */
 #define IMP_SECRET_LEN        44            /* their base64, with padding */
 #define IMP_CERT_DAYS         3650          /* certificates imprint signs from CSRs */

@@ -19,6 +19,7 @@
 typedef struct {
 	char method[16];
 	char path[200];
+	int stream;   /* `imprint routes` marks streaming routes */
 } route;
 
 static h_server srv;
@@ -57,6 +58,7 @@ static int load_routes(void)
 			fprintf(stderr, "unparsable route line: %s\n", line);
 			return -1;
 		}
+		r->stream = strstr(line, "(streams NDJSON)") != NULL;
 		nroutes++;
 	}
 	return nroutes > 0 ? 0 : -1;
@@ -257,11 +259,19 @@ static void document_is_well_formed(void **state)
 		/* Operations that read a body document it, with 400 and 413. */
 		json_t *rb = json_object_get(op, "requestBody");
 		if(rb) {
-			if(!json_is_object(h_at(rb, "content")) || !json_object_get(json_object_get(rb, "content"), "application/json")) {
+			/* Streaming routes (the device batch) take NDJSON and have no whole-body limit. */
+			int ndjson = json_object_get(json_object_get(rb, "content"), "application/x-ndjson") != NULL;
+			if(!json_is_object(h_at(rb, "content")) ||
+			   (!ndjson && !json_object_get(json_object_get(rb, "content"), "application/json"))) {
 				fprintf(stderr, "%s %s: requestBody without application/json\n", routes[i].method, what);
 				bad++;
 			}
-			if(!response(op, "400") || !response(op, "413")) {
+			if(ndjson != routes[i].stream) {
+				fprintf(stderr, "%s %s: NDJSON body documented for a route that does not stream, or the reverse\n",
+				        routes[i].method, what);
+				bad++;
+			}
+			if(!response(op, "400") || (!ndjson && !response(op, "413"))) {
 				fprintf(stderr, "%s %s: takes a body but documents no 400/413\n", routes[i].method, what);
 				bad++;
 			}

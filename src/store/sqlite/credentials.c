@@ -84,6 +84,7 @@ imp_err imp_db_credential_put(imp_db *db, imp_credential *c, const char *secret_
 
 static imp_err get_one(imp_db *db, const char *sql, int64_t account, const char *arg, imp_credential *out)
 {
+	memset(out, 0, sizeof *out);
 	sqlite3_stmt *st = store__stmt(db, sql);
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
@@ -222,8 +223,10 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 	}
 	sqlite3_reset(st);
 	if(rc != SQLITE_DONE) return store__rc(rc);
-	st = store__stmt(db, "SELECT account, entity_type, method, secret, fingerprint, not_after FROM credentials"
-	                     " WHERE entity_id = ?");
+	/* A user's credential counts only while the user exists (deletes also revoke it). */
+	st = store__stmt(db, "SELECT c.account, c.entity_type, c.method, c.secret, c.fingerprint, c.not_after"
+	                     " FROM credentials c WHERE c.entity_id = ?1 AND (c.entity_type != 'accountUser'"
+	                     " OR EXISTS (SELECT 1 FROM account_users u WHERE u.id = ?1 AND u.account = c.account))");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
