@@ -45,6 +45,8 @@ typedef struct {
 	json_t *outs[GROUP_LINES];
 	FILE *out;
 	imp_render_cache cache;
+	imp_ref_memo refs;       /* references found in the group's transaction */
+	json_t *activated;       /* {"provisioningState": "activated"} */
 	char tmpl_id[IMP_UUID_LEN + 1];
 	char tmpl_method[IMP_METHOD_LEN];
 	int64_t created, renewed, failed;
@@ -99,7 +101,7 @@ static json_t *do_line(batch *b, const char *text, size_t len, int64_t line, int
 	char secret[IMP_SECRET_LEN + 1] = {0};
 	json_t *out = NULL, *body = NULL;
 	char *csr = NULL;
-	int replaced = 0, renewed = 0;
+	int replaced = 0, renewed = 0, fresh = 0;
 	imp_err rc;
 
 	if(too_long) {
@@ -154,7 +156,17 @@ static json_t *do_line(batch *b, const char *text, size_t len, int64_t line, int
 		renewed = 1;
 		if((rc = existing_device(b, body, key, &e))) goto out;
 	} else if(rc == IMP_ERR_NOT_FOUND) {
-		if((rc = imp_res_insert_from(r, &imp_res_device, body, &e))) goto out;
+		/* A new device that gets its first secret now is stored activated at once, as the
+		 * activation would leave it (version 2), instead of written a second time. */
+		const char *tid = json_string_value(json_object_get(body, "deviceTemplateId"));
+		imp_insert_opts opts = {.refs = &b->refs};
+		fresh = b->credentials && !csr && tid && template_method(b, tid) == IMP_OK &&
+		        strcmp(b->tmpl_method, "password") == 0;
+		if(fresh) {
+			opts.set = b->activated;
+			opts.version = 2;
+		}
+		if((rc = imp_res_insert_from(r, &imp_res_device, body, &opts, &e))) goto out;
 		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, line, e.key))) goto out;
 	} else {
 		goto out;
@@ -173,7 +185,7 @@ static json_t *do_line(batch *b, const char *text, size_t len, int64_t line, int
 			rc = api_fail(r, IMP_ERR_INVALID, "password_template", "csr",
 			              "the device's template uses passwords; a csr does not apply");
 		} else {
-			rc = imp_cred_password(r, "device", e.id.s, secret, &c, &replaced);
+			rc = imp_cred_password(r, "device", e.id.s, fresh, secret, &c, &replaced);
 		}
 		if(rc) goto out;
 		if(strcmp(json_string_value(json_object_get(e.doc, "provisioningState")), "defined") == 0) {
@@ -210,6 +222,36 @@ static imp_err write_out(batch *b, json_t *o)
 	return IMP_OK;
 }
 
+/* Runs the waiting lines inside the group's transaction. Unmarked, they run without a
+ * savepoint each: a savepoint per line costs SQLite a copy of every page each line touches
+ * (the device row and its indexes), and nearly every line either succeeds or fails before
+ * it writes. When a line fails after writing, run_lines stops and sets *redo: the caller
+ * undoes the group and runs it again marked, a savepoint around each line, so that the
+ * failed line alone leaves nothing behind. */
+static imp_err run_lines(batch *b, int64_t first, int marked, int *redo)
+{
+	imp_req *r = b->r;
+	imp_err rc = IMP_OK;
+	*redo = 0;
+	memset(&b->refs, 0, sizeof b->refs);
+	for(size_t i = 0; i < b->np; i++) {
+		if(marked && (rc = imp_db_mark(r->db))) return rc;
+		int64_t f = b->failed, w = imp_db_writes(r->db);
+		b->outs[i] = do_line(b, b->arena + b->p[i].off, b->p[i].len, first + (int64_t)i, b->p[i].too_long);
+		if(marked) {
+			if((rc = imp_db_unmark(r->db, b->failed != f))) return rc;
+		} else if(b->failed != f && imp_db_writes(r->db) != w) {
+			for(size_t j = 0; j <= i; j++) {
+				json_decref(b->outs[j]);
+				b->outs[j] = NULL;
+			}
+			*redo = 1;
+			return IMP_OK;
+		}
+	}
+	return IMP_OK;
+}
+
 /* Runs the waiting lines in one transaction and writes their answers once it committed. */
 static imp_err run_group(batch *b)
 {
@@ -218,12 +260,13 @@ static imp_err run_group(batch *b)
 	int64_t first = b->line - (int64_t)b->np;
 	int64_t created = b->created, renewed = b->renewed, failed = b->failed;
 	imp_err rc = imp_db_begin(&r->db);
-	size_t i;
-	for(i = 0; !rc && i < b->np; i++) {
-		if((rc = imp_db_mark(r->db))) break;
-		int64_t f = b->failed;
-		b->outs[i] = do_line(b, b->arena + b->p[i].off, b->p[i].len, first + (int64_t)i, b->p[i].too_long);
-		rc = imp_db_unmark(r->db, b->failed != f);
+	int redo = 0;
+	if(!rc) rc = run_lines(b, first, 0, &redo);
+	if(!rc && redo) {
+		b->created = created;
+		b->renewed = renewed;
+		b->failed = failed;
+		if(!(rc = imp_db_undo(r->db))) rc = run_lines(b, first, 1, &redo);
 	}
 	if(!rc) {
 		json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "batch", b->name + 2, "firstLine", (json_int_t)first,
@@ -365,6 +408,12 @@ static imp_err batch_open(imp_req *r, void **state)
 		imp_free(b);
 		return api_fail(r, IMP_ERR_IO, NULL, NULL, "could not make room for the answer");
 	}
+	b->activated = json_pack("{s:s}", "provisioningState", "activated");
+	if(!b->activated) {
+		fclose(b->out);
+		imp_free(b);
+		return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	}
 	*state = b;
 	return IMP_OK;
 }
@@ -393,6 +442,7 @@ static void batch_close(void *state)
 	batch *b = state;
 	for(size_t i = 0; i < GROUP_LINES; i++) json_decref(b->outs[i]);
 	json_decref(b->cache.value);
+	json_decref(b->activated);
 	if(b->out) fclose(b->out);
 	if(b->arena) sodium_memzero(b->arena, b->acap);
 	imp_free(b->arena);

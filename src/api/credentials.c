@@ -33,7 +33,7 @@ static imp_err activate(imp_req *r, const char *entity_type, const char *entity_
 	return imp_db_device_activate(r->db, r->who.account, entity_id, r->who.actor_id.s, &changed);
 }
 
-imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, char *secret,
+imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, int fresh, char *secret,
                           imp_credential *c, int *replaced)
 {
 	uint8_t raw[IMP_SECRET_BYTES];
@@ -51,9 +51,10 @@ imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entit
 	snprintf(c->entity_id.s, sizeof c->entity_id.s, "%s", entity_id);
 	snprintf(c->method, sizeof c->method, "password");
 	c->created_by = r->who.actor_id;
-	rc = imp_db_credential_put(r->db, c, hash, replaced);
+	rc = imp_db_credential_put(r->db, c, hash, fresh ? NULL : replaced);
 	sodium_memzero(hash, sizeof hash);
-	if(!rc) rc = activate(r, entity_type, entity_id);
+	if(fresh) *replaced = 0;
+	else if(!rc) rc = activate(r, entity_type, entity_id);
 	return rc;
 }
 
@@ -136,7 +137,7 @@ imp_err imp_h_cred_create(imp_req *r)
 			rc = api_fail(r, IMP_ERR_INVALID, "password_template", cert ? "certificate" : "csr",
 			              "the device's template uses passwords; certificates do not apply");
 		} else {
-			rc = imp_cred_password(r, "device", entity_id, secret, &c, &replaced);
+			rc = imp_cred_password(r, "device", entity_id, 0, secret, &c, &replaced);
 		}
 	} else if(strcmp(entity_type, "accountUser") == 0) {
 		imp_entity u;
@@ -152,7 +153,7 @@ imp_err imp_h_cred_create(imp_req *r)
 		if(rc == IMP_ERR_NOT_FOUND) rc = api_fail(r, rc, "not_found", "entityId", "no such accountUser");
 		if(rc) goto out;
 		imp_entity_clear(&u);
-		rc = imp_cred_password(r, "accountUser", entity_id, secret, &c, &replaced);
+		rc = imp_cred_password(r, "accountUser", entity_id, 0, secret, &c, &replaced);
 	} else {
 		/* End users arrive with association; until then none exists. */
 		rc = api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "entityId", "no such endUser");

@@ -8,8 +8,9 @@
 /* Inside the caller's write transaction: a new random secret for the entity (into
  * secret[IMP_SECRET_LEN + 1]), its keyed hash stored in place of any previous credential,
  * and a device moved from defined to activated. c receives the new credential's metadata
- * (the caller clears it). */
-imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, char *secret,
+ * (the caller clears it). fresh: the caller made the entity in this transaction, so it has
+ * no credential yet, and stored it activated already; neither is looked at again. */
+imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, int fresh, char *secret,
                           imp_credential *c, int *replaced);
 
 /* Inside the caller's write transaction: registers a device certificate (cert_pem) or

@@ -22,10 +22,9 @@ static json_t *find_named(json_t *docs, const char *name)
 static imp_err device_validate(imp_req *r, json_t *doc, const imp_entity *old)
 {
 	const char *tid = json_string_value(json_object_get(doc, "deviceTemplateId"));
-	json_t *channels, *fields;
-	imp_err rc = imp_template_cache_get(r->db, r->who.account, tid, &channels, &fields);
+	json_t *fields;
+	imp_err rc = imp_template_cache_get(r->db, r->who.account, tid, NULL, &fields);
 	if(rc) return rc;
-	json_decref(channels);
 	const char *name;
 	json_t *v;
 	char why[160];

@@ -45,10 +45,27 @@ json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e,
  * version in the Etag header. */
 imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal);
 
+/* The references a run of inserts found, by the position of the reference field in its
+ * kind: a caller that creates many entities in one write transaction (which no other
+ * writer enters meanwhile) reads each referenced entity once. Zero it to start. */
+#define IMP_REF_MEMO 4
+typedef struct {
+	char id[IMP_REF_MEMO][IMP_UUID_LEN + 1];
+} imp_ref_memo;
+
+/* What bulk creation may add to imp_res_insert_from; every member optional (zero). */
+typedef struct {
+	json_t *set;         /* server-set fields to store as given, over the defaults (borrowed) */
+	int64_t version;     /* the version to store, 0 for 1 */
+	imp_ref_memo *refs;  /* references known to exist in this transaction, updated */
+} imp_insert_opts;
+
 /* Bulk creation (the device batch): builds e (caller clears it) from body as create does
  * and, inside the caller's write transaction, checks references and the kind's rules and
- * inserts it. The error is set on r. Writes no audit entry and no secret. */
-imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, imp_entity *e);
+ * inserts it. opts may be NULL. The error is set on r. Writes no audit entry and no
+ * secret. */
+imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
+                            imp_entity *e);
 
 /* Reads page, pageSize, sortBy, sortOrder, meta, results, cursor and accountId into q. */
 imp_err imp_list_args(imp_req *r, imp_query *q, int *want_results);

@@ -322,6 +322,11 @@ void imp_db_rollback(imp_db **dbp)
 	writer_finish(w, 1);
 }
 
+/* ROLLBACK TO leaves the savepoint open: the caller stays in its transaction. */
+imp_err imp_db_undo(imp_db *db) { return store__exec(db, "ROLLBACK TO request"); }
+
+int64_t imp_db_writes(imp_db *db) { return sqlite3_total_changes64(db->conn); }
+
 imp_err imp_db_ping(imp_db *db)
 {
 	sqlite3_stmt *st = store__stmt(db, "SELECT 1");
