@@ -13,6 +13,7 @@
 #include "broker/verify.h"
 #include "core/crypto.h"
 #include "core/mem.h"
+#include "core/timeutil.h"
 
 static const char *const ENTITY_TYPES[] = {"device", "accountUser", "endUser", NULL};
 
@@ -24,6 +25,45 @@ json_t *imp_cred_body(const imp_credential *c, const char *secret)
 		return NULL;
 	}
 	return o;
+}
+
+void imp_cred_body_text(imp_jtext *t, const imp_credential *c, const char *secret)
+{
+	char created[IMP_ISO_LEN + 1];
+	imp_iso8601(c->created, created);
+	imp_jtext_raw(t, "{\"id\":", 6);
+	imp_jtext_str_or_null(t, c->id.s);
+	imp_jtext_key(t, "accountId", 1);
+	imp_jtext_str_or_null(t, c->account_id.s);
+	imp_jtext_key(t, "entityId", 1);
+	imp_jtext_str_or_null(t, c->entity_id.s);
+	imp_jtext_key(t, "entityType", 1);
+	imp_jtext_str_or_null(t, c->entity_type);
+	imp_jtext_key(t, "method", 1);
+	imp_jtext_str_or_null(t, c->method);
+	imp_jtext_key(t, "created", 1);
+	imp_jtext_str_or_null(t, created);
+	imp_jtext_key(t, "createdById", 1);
+	imp_jtext_str_or_null(t, c->created_by.s);
+	imp_jtext_key(t, "lastModified", 1);
+	imp_jtext_str_or_null(t, created);
+	if(c->fingerprint[0]) {
+		char na[IMP_ISO_LEN + 1];
+		imp_iso8601(c->not_after, na);
+		imp_jtext_key(t, "fingerprint", 1);
+		imp_jtext_str_or_null(t, c->fingerprint);
+		imp_jtext_key(t, "notAfter", 1);
+		imp_jtext_str_or_null(t, na);
+		if(c->certificate) {
+			imp_jtext_key(t, "certificate", 1);
+			imp_jtext_str_or_null(t, c->certificate);
+		}
+	}
+	if(secret) {
+		imp_jtext_key(t, "secret", 1);
+		imp_jtext_str_or_null(t, secret);
+	}
+	imp_jtext_raw(t, "}", 1);
 }
 
 static imp_err activate(imp_req *r, const char *entity_type, const char *entity_id)

@@ -3,6 +3,7 @@
 #ifndef IMP_API_CREDENTIALS_H
 #define IMP_API_CREDENTIALS_H
 #include "api/http.h"
+#include "api/jsontext.h"
 #include "core/limits.h"
 
 /* Inside the caller's write transaction: a new random secret for the entity (into
@@ -22,5 +23,8 @@ imp_err imp_cred_certificate(imp_req *r, const char *device_id, const char *cert
 
 /* The response object for c: its metadata, plus secret when not NULL. */
 json_t *imp_cred_body(const imp_credential *c, const char *secret);
+
+/* imp_cred_body's object written as JSON text at the end of t, without building it. */
+void imp_cred_body_text(imp_jtext *t, const imp_credential *c, const char *secret);
 
 #endif

@@ -185,6 +185,56 @@ json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e,
 	return o;
 }
 
+imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, const imp_entity *e,
+                            imp_render_cache *cache)
+{
+	char created[IMP_ISO_LEN + 1], modified[IMP_ISO_LEN + 1], version[24];
+	imp_jtext_raw(t, "{\"id\":", 6);
+	imp_jtext_str_or_null(t, e->id.s);
+	imp_jtext_key(t, "accountId", 1);
+	imp_jtext_str_or_null(t, e->account_id.s);
+	for(const imp_field *f = res->kind->fields; f->name; f++) {
+		if(f->flags & IMP_F_WRITE_ONLY) continue;
+		imp_jtext_key(t, f->name, 1);
+		imp_jtext_value(t, json_object_get(e->doc, f->name));
+	}
+	const char *name;
+	json_t *v;
+	json_object_foreach(e->doc, name, v) {
+		if(imp_kind_field(res->kind, name)) continue;
+		imp_jtext_key(t, name, 1);
+		imp_jtext_value(t, v);
+	}
+	if(res->render_extra_text) {
+		imp_err rc = res->render_extra_text(db, e, t, cache);
+		if(rc) return rc;
+	} else if(res->render_extra) {
+		json_t *o = json_object();
+		imp_err rc = o ? res->render_extra(db, e, o, cache) : IMP_ERR_NOMEM;
+		json_object_foreach(o, name, v) {
+			imp_jtext_key(t, name, 1);
+			imp_jtext_value(t, v);
+		}
+		json_decref(o);
+		if(rc) return rc;
+	}
+	imp_iso8601(e->created, created);
+	imp_iso8601(e->modified, modified);
+	api_version_text(e->version, version);
+	imp_jtext_key(t, "created", 1);
+	imp_jtext_str_or_null(t, created);
+	imp_jtext_key(t, "createdById", 1);
+	imp_jtext_str_or_null(t, e->created_by.s[0] ? e->created_by.s : NULL);
+	imp_jtext_key(t, "lastModified", 1);
+	imp_jtext_str_or_null(t, modified);
+	imp_jtext_key(t, "lastModifiedById", 1);
+	imp_jtext_str_or_null(t, e->modified_by.s[0] ? e->modified_by.s : NULL);
+	imp_jtext_key(t, "version", 1);
+	imp_jtext_str_or_null(t, version);
+	imp_jtext_raw(t, "}", 1);
+	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
+}
+
 /* Answers with the entity, wrapped, and its version in the Etag header. */
 imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal)
 {

@@ -4,6 +4,7 @@
 #ifndef IMP_API_RESOURCE_H
 #define IMP_API_RESOURCE_H
 #include "api/http.h"
+#include "api/jsontext.h"
 
 typedef struct imp_resource imp_resource;
 
@@ -30,6 +31,8 @@ struct imp_resource {
 	void (*after_write)(void);
 	/* Adds derived properties to a rendered entity (device channels). */
 	imp_err (*render_extra)(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache);
+	/* The same properties as text, each as ,"name":value (NULL: render_extra's are dumped). */
+	imp_err (*render_extra_text)(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache);
 };
 
 imp_err imp_res_create(imp_req *r);
@@ -40,6 +43,11 @@ imp_err imp_res_list(imp_req *r);
 
 /* The entity as the API shows it: id, accountId, its fields, meta. New reference or NULL. */
 json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e, imp_render_cache *cache);
+
+/* imp_res_render's object, written as JSON text (what json_dumpb with JSON_COMPACT would
+ * write of it) at the end of t, without building it. */
+imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, const imp_entity *e,
+                            imp_render_cache *cache);
 
 /* Answers with e wrapped in its kind's name, reveal (may be NULL) merged in, and its
  * version in the Etag header. */
