@@ -376,8 +376,14 @@ static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int w
 		if(!f || !f->column || !(f->flags & IMP_F_FILTER)) return IMP_ERR_BAD_REQUEST;
 		/* A unary + keeps SQLite from searching by any index but the lead's. */
 		const char *plus = lead && strcmp(lead, f->name) != 0 ? "+" : "";
+		/* Booleans as literals: their indexes are partial (WHERE connected = 1), and SQLite
+		 * uses a partial index only for a query whose text implies its WHERE. */
 		if(strcmp(q->filters[i].value, "null") == 0 && (f->flags & IMP_F_NULLABLE))
 			sb_add(b, " AND %st.%s IS NULL", plus, f->column);
+		else if(f->type == IMP_T_BOOL && strcmp(q->filters[i].value, "true") == 0)
+			sb_add(b, " AND %st.%s = 1", plus, f->column);
+		else if(f->type == IMP_T_BOOL && strcmp(q->filters[i].value, "false") == 0)
+			sb_add(b, " AND %st.%s = 0", plus, f->column);
 		else
 			sb_add(b, " AND %st.%s = ?", plus, f->column);
 	}
@@ -403,9 +409,8 @@ static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, 
 		const char *v = q->filters[j].value;
 		if(strcmp(v, "null") == 0 && (f->flags & IMP_F_NULLABLE)) continue;
 		if(f->type == IMP_T_BOOL) {
-			if(strcmp(v, "true") == 0) sqlite3_bind_int(st, i++, 1);
-			else if(strcmp(v, "false") == 0) sqlite3_bind_int(st, i++, 0);
-			else return IMP_ERR_BAD_REQUEST;
+			if(strcmp(v, "true") != 0 && strcmp(v, "false") != 0) return IMP_ERR_BAD_REQUEST;
+			/* written as a literal by add_where */
 		} else {
 			sqlite3_bind_text(st, i++, v, -1, SQLITE_STATIC);
 		}
