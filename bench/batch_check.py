@@ -122,7 +122,8 @@ show("B keyed, no credentials", *call("POST", batch + "?credentials=false", ("\n
 show("B resumed with credentials", *call("POST", batch + "?credentials=true", ("\n".join(lines_b)).encode(),
                                          dict(nd, **{"Idempotency-Key": "B"}), True))
 lines_c = [line(deviceTemplateId=T1, serialNumber="C-1"), line(deviceTemplateId=T1, serialNumber="C-1"),
-           line(deviceTemplateId=T1), line(deviceTemplateId=T1, name="unnamed")]
+           line(deviceTemplateId=T1), line(deviceTemplateId=T1, name="unnamed"),
+           line(deviceTemplateId=T1, name="q\"b\\s\u0001\u001f\t\n\r\b\f/\u007f\u00e9\U0001F600", color="\u2028")]
 show("C no key, credentials", *call("POST", batch + "?credentials=true", ("\n".join(lines_c) + "\n").encode(), nd, True))
 show("C no key, no credentials", *call("POST", batch, ("\n".join(lines_c) + "\n").encode(), nd, True))
 show("bad query", *call("POST", batch + "?credentials=yes", b"{}\n", nd, True))

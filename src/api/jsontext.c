@@ -53,16 +53,27 @@ void imp_jtext_raw(imp_jtext *t, const char *s, size_t n)
 	t->len += n;
 }
 
+static inline int needs_escape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
+
 /* As jansson's dump_string without JSON_ENSURE_ASCII or JSON_ESCAPE_SLASH: escapes '"',
  * '\\' and control characters (\b \f \n \r \t, else \u00XX in capitals), all else as is. */
 void imp_jtext_str(imp_jtext *t, const char *s, size_t len)
 {
 	if(grow(t, len + 2)) return;
 	t->s[t->len++] = '"';
+	size_t k = 0;
+	while(k < len && !needs_escape((unsigned char)s[k])) k++;
+	if(k == len) {
+		/* the common case: nothing to escape, and room reserved above */
+		memcpy(t->s + t->len, s, len);
+		t->len += len;
+		t->s[t->len++] = '"';
+		return;
+	}
 	size_t run = 0;
 	for(size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if(c >= 0x20 && c != '"' && c != '\\') continue;
+		if(!needs_escape(c)) continue;
 		imp_jtext_raw(t, s + run, i - run);
 		run = i + 1;
 		char esc[8];
