@@ -32,7 +32,7 @@ struct imp_store {
 	struct imp_writer writer;
 };
 
-static uint32_t hash_sql(const char *s)
+uint32_t store__sql_hash(const char *s)
 {
 	uint32_t h = 2166136261u;
 	for(; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
@@ -58,9 +58,10 @@ static sqlite3_stmt *fill_slot(imp_db *db, struct stmt_slot *s, uint32_t h, cons
 	return st;
 }
 
-sqlite3_stmt *store__stmt(imp_db *db, const char *sql)
+sqlite3_stmt *store__stmt(imp_db *db, const char *sql) { return store__stmt_hashed(db, sql, store__sql_hash(sql)); }
+
+sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t h)
 {
-	uint32_t h = hash_sql(sql);
 	struct stmt_slot *idle = NULL;
 	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
 		struct stmt_slot *s = &db->cache[(h + i) % IMP_STMT_CACHE];

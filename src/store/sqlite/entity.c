@@ -46,36 +46,38 @@ static void sb_add(sqlbuf *b, const char *fmt, ...)
 typedef struct {
 	_Atomic(const imp_kind *) kind[MEMO_KINDS];
 	char text[MEMO_KINDS][SQL_MAX];
+	uint32_t hash[MEMO_KINDS];  /* store__sql_hash of text */
 } sql_memo;
 
 static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The text build makes for k, from memo m; NULL if it does not fit. */
-static const char *memo_sql(sql_memo *m, const imp_kind *k, void (*build)(sqlbuf *b, const imp_kind *k))
+/* The statement build makes for k, from memo m; NULL if its text does not fit. */
+static sqlite3_stmt *memo_stmt(imp_db *db, sql_memo *m, const imp_kind *k, void (*build)(sqlbuf *b, const imp_kind *k))
 {
 	for(int i = 0; i < MEMO_KINDS; i++) {
 		const imp_kind *have = atomic_load_explicit(&m->kind[i], memory_order_acquire);
-		if(have == k) return m->text[i];
+		if(have == k) return store__stmt_hashed(db, m->text[i], m->hash[i]);
 		if(!have) break;
 	}
-	const char *out = NULL;
+	int found = -1;
 	pthread_mutex_lock(&memo_lock);
-	for(int i = 0; i < MEMO_KINDS && !out; i++) {
+	for(int i = 0; i < MEMO_KINDS && found < 0; i++) {
 		const imp_kind *have = atomic_load_explicit(&m->kind[i], memory_order_relaxed);
 		if(have == k) {
-			out = m->text[i];
+			found = i;
 		} else if(!have) {
 			sqlbuf b;
 			sb_init(&b);
 			build(&b, k);
 			if(b.overflow) break;
 			memcpy(m->text[i], b.s, b.n + 1);
+			m->hash[i] = store__sql_hash(m->text[i]);
 			atomic_store_explicit(&m->kind[i], k, memory_order_release);
-			out = m->text[i];
+			found = i;
 		}
 	}
 	pthread_mutex_unlock(&memo_lock);
-	return out;
+	return found < 0 ? NULL : store__stmt_hashed(db, m->text[found], m->hash[found]);
 }
 
 void imp_entity_clear(imp_entity *e)
@@ -177,8 +179,7 @@ imp_err imp_db_insert(imp_db *db, const imp_kind *k, imp_entity *e, const char *
 imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret, int64_t version)
 {
 	static sql_memo memo;
-	const char *sql = memo_sql(&memo, k, build_insert);
-	sqlite3_stmt *st = sql ? store__stmt(db, sql) : NULL;
+	sqlite3_stmt *st = memo_stmt(db, &memo, k, build_insert);
 	if(!st) return IMP_ERR_STORE;
 
 	char *doc = doc_text(k, e->doc);
@@ -225,8 +226,7 @@ static void build_get(sqlbuf *b, const imp_kind *k)
 imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out)
 {
 	static sql_memo memo;
-	const char *sql = memo_sql(&memo, k, build_get);
-	sqlite3_stmt *st = sql ? store__stmt(db, sql) : NULL;
+	sqlite3_stmt *st = memo_stmt(db, &memo, k, build_get);
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, account);
@@ -580,8 +580,7 @@ static void build_get_by_key(sqlbuf *b, const imp_kind *k)
 imp_err imp_db_get_by_key(imp_db *db, const imp_kind *k, int64_t account, int64_t key, imp_entity *out)
 {
 	static sql_memo memo;
-	const char *sql = memo_sql(&memo, k, build_get_by_key);
-	sqlite3_stmt *st = sql ? store__stmt(db, sql) : NULL;
+	sqlite3_stmt *st = memo_stmt(db, &memo, k, build_get_by_key);
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_int64(st, 1, key);
 	sqlite3_bind_int64(st, 2, account);
