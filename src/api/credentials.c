@@ -32,28 +32,28 @@ void imp_cred_body_text(imp_jtext *t, const imp_credential *c, const char *secre
 	char created[IMP_ISO_LEN + 1];
 	imp_iso8601(c->created, created);
 	imp_jtext_raw(t, "{\"id\":", 6);
-	imp_jtext_str_or_null(t, c->id.s);
+	imp_jtext_plain(t, c->id.s);
 	imp_jtext_key(t, "accountId", 1);
-	imp_jtext_str_or_null(t, c->account_id.s);
+	imp_jtext_plain(t, c->account_id.s);
 	imp_jtext_key(t, "entityId", 1);
-	imp_jtext_str_or_null(t, c->entity_id.s);
+	imp_jtext_plain(t, c->entity_id.s);
 	imp_jtext_key(t, "entityType", 1);
-	imp_jtext_str_or_null(t, c->entity_type);
+	imp_jtext_plain(t, c->entity_type);
 	imp_jtext_key(t, "method", 1);
-	imp_jtext_str_or_null(t, c->method);
+	imp_jtext_plain(t, c->method);
 	imp_jtext_key(t, "created", 1);
-	imp_jtext_str_or_null(t, created);
+	imp_jtext_plain(t, created);
 	imp_jtext_key(t, "createdById", 1);
-	imp_jtext_str_or_null(t, c->created_by.s);
+	imp_jtext_plain(t, c->created_by.s);
 	imp_jtext_key(t, "lastModified", 1);
-	imp_jtext_str_or_null(t, created);
+	imp_jtext_plain(t, created);
 	if(c->fingerprint[0]) {
 		char na[IMP_ISO_LEN + 1];
 		imp_iso8601(c->not_after, na);
 		imp_jtext_key(t, "fingerprint", 1);
-		imp_jtext_str_or_null(t, c->fingerprint);
+		imp_jtext_plain(t, c->fingerprint);
 		imp_jtext_key(t, "notAfter", 1);
-		imp_jtext_str_or_null(t, na);
+		imp_jtext_plain(t, na);
 		if(c->certificate) {
 			imp_jtext_key(t, "certificate", 1);
 			imp_jtext_str_or_null(t, c->certificate);
@@ -61,7 +61,7 @@ void imp_cred_body_text(imp_jtext *t, const imp_credential *c, const char *secre
 	}
 	if(secret) {
 		imp_jtext_key(t, "secret", 1);
-		imp_jtext_str_or_null(t, secret);
+		imp_jtext_plain(t, secret);
 	}
 	imp_jtext_raw(t, "}", 1);
 }

@@ -53,7 +53,12 @@ void imp_jtext_raw(imp_jtext *t, const char *s, size_t n)
 	t->len += n;
 }
 
-static inline int needs_escape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
+/* 1 for the bytes a JSON string must escape: controls, '"' and '\\'. */
+static const unsigned char ESCAPE[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	['"'] = 1, ['\\'] = 1};
+
+static inline int needs_escape(unsigned char c) { return ESCAPE[c]; }
 
 /* As jansson's dump_string without JSON_ENSURE_ASCII or JSON_ESCAPE_SLASH: escapes '"',
  * '\\' and control characters (\b \f \n \r \t, else \u00XX in capitals), all else as is. */
@@ -94,10 +99,20 @@ void imp_jtext_str(imp_jtext *t, const char *s, size_t len)
 	imp_jtext_raw(t, "\"", 1);
 }
 
+void imp_jtext_plain(imp_jtext *t, const char *s)
+{
+	size_t n = strlen(s);
+	if(grow(t, n + 2)) return;
+	t->s[t->len++] = '"';
+	memcpy(t->s + t->len, s, n);
+	t->len += n;
+	t->s[t->len++] = '"';
+}
+
 void imp_jtext_key(imp_jtext *t, const char *key, int comma)
 {
 	if(comma) imp_jtext_raw(t, ",", 1);
-	imp_jtext_str(t, key, strlen(key));
+	imp_jtext_plain(t, key);
 	imp_jtext_raw(t, ":", 1);
 }
 

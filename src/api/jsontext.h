@@ -22,7 +22,10 @@ void imp_jtext_free(imp_jtext *t);
 void imp_jtext_raw(imp_jtext *t, const char *s, size_t n);
 /* A JSON string of s (len bytes of UTF-8). */
 void imp_jtext_str(imp_jtext *t, const char *s, size_t len);
-/* ,"key": when comma, else "key": */
+/* A JSON string of s, which the server made of characters that need no escape (ids,
+ * times, versions, names from fixed lists): copied without looking. */
+void imp_jtext_plain(imp_jtext *t, const char *s);
+/* ,"key": when comma, else "key": (key as for imp_jtext_plain: a name the code holds) */
 void imp_jtext_key(imp_jtext *t, const char *key, int comma);
 /* A string, or null when s is NULL. */
 void imp_jtext_str_or_null(imp_jtext *t, const char *s);

@@ -190,9 +190,9 @@ imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, c
 {
 	char created[IMP_ISO_LEN + 1], modified[IMP_ISO_LEN + 1], version[24];
 	imp_jtext_raw(t, "{\"id\":", 6);
-	imp_jtext_str_or_null(t, e->id.s);
+	imp_jtext_plain(t, e->id.s);
 	imp_jtext_key(t, "accountId", 1);
-	imp_jtext_str_or_null(t, e->account_id.s);
+	imp_jtext_plain(t, e->account_id.s);
 	for(const imp_field *f = res->kind->fields; f->name; f++) {
 		if(f->flags & IMP_F_WRITE_ONLY) continue;
 		imp_jtext_key(t, f->name, 1);
@@ -202,7 +202,9 @@ imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, c
 	json_t *v;
 	json_object_foreach(e->doc, name, v) {
 		if(imp_kind_field(res->kind, name)) continue;
-		imp_jtext_key(t, name, 1);
+		imp_jtext_raw(t, ",", 1);
+		imp_jtext_str(t, name, strlen(name));
+		imp_jtext_raw(t, ":", 1);
 		imp_jtext_value(t, v);
 	}
 	if(res->render_extra_text) {
@@ -212,7 +214,9 @@ imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, c
 		json_t *o = json_object();
 		imp_err rc = o ? res->render_extra(db, e, o, cache) : IMP_ERR_NOMEM;
 		json_object_foreach(o, name, v) {
-			imp_jtext_key(t, name, 1);
+			imp_jtext_raw(t, ",", 1);
+			imp_jtext_str(t, name, strlen(name));
+			imp_jtext_raw(t, ":", 1);
 			imp_jtext_value(t, v);
 		}
 		json_decref(o);
@@ -222,15 +226,17 @@ imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, c
 	imp_iso8601(e->modified, modified);
 	api_version_text(e->version, version);
 	imp_jtext_key(t, "created", 1);
-	imp_jtext_str_or_null(t, created);
+	imp_jtext_plain(t, created);
 	imp_jtext_key(t, "createdById", 1);
-	imp_jtext_str_or_null(t, e->created_by.s[0] ? e->created_by.s : NULL);
+	if(e->created_by.s[0]) imp_jtext_plain(t, e->created_by.s);
+	else imp_jtext_raw(t, "null", 4);
 	imp_jtext_key(t, "lastModified", 1);
-	imp_jtext_str_or_null(t, modified);
+	imp_jtext_plain(t, modified);
 	imp_jtext_key(t, "lastModifiedById", 1);
-	imp_jtext_str_or_null(t, e->modified_by.s[0] ? e->modified_by.s : NULL);
+	if(e->modified_by.s[0]) imp_jtext_plain(t, e->modified_by.s);
+	else imp_jtext_raw(t, "null", 4);
 	imp_jtext_key(t, "version", 1);
-	imp_jtext_str_or_null(t, version);
+	imp_jtext_plain(t, version);
 	imp_jtext_raw(t, "}", 1);
 	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
 }
