@@ -202,6 +202,10 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 	s->writer.db->store = s;
 	/* The writer grows the file; a memory map would be remapped as it does. */
 	store__exec(s->writer.db, "PRAGMA mmap_size=0");
+	/* Checkpoints run on the committing writer, which waits for their two fsyncs: at every
+	 * 1,000 pages (the default) that was once a batch group (38 fsyncs for 50,000 devices).
+	 * Every 16,384 pages (64 MiB of WAL) instead. */
+	store__exec(s->writer.db, "PRAGMA wal_autocheckpoint=16384");
 	*out = s;
 	return IMP_OK;
 }
