@@ -146,9 +146,15 @@ static imp_err read_row(sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
 /* The document to store: doc without its column fields. Caller frees. */
 static char *doc_text(const imp_kind *k, json_t *doc)
 {
-	json_t *copy = json_object();
 	const char *name;
 	json_t *v;
+	int kept = 0;
+	json_object_foreach(doc, name, v) {
+		const imp_field *f = imp_kind_field(k, name);
+		if(!f || !(f->column || (f->flags & IMP_F_WRITE_ONLY))) kept++;
+	}
+	if(!kept) return imp_strdup("{}"); /* most devices: every field has its column */
+	json_t *copy = json_object();
 	if(!copy) return NULL;
 	json_object_foreach(doc, name, v) {
 		const imp_field *f = imp_kind_field(k, name);
