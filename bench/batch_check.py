@@ -154,4 +154,9 @@ st, body = call("GET", "/api/v1/audit?pageSize=1000")
 show("audit", st, json.dumps(body, separators=(",", ":")))
 srv.terminate()
 srv.wait()
+# A sanitizer build's findings land in the server's log.
+log.seek(0)
+found = [l for l in log.read().splitlines() if "Sanitizer" in l or "runtime error" in l]
 subprocess.call(["rm", "-rf", work])
+if found:
+    sys.exit("batch_check: the server reported:\n" + "\n".join(found))
