@@ -8,12 +8,61 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/mem.h"
 
+/* Small requests are served from a per-thread block of CSPRNG output, each byte handed out
+ * once and zeroed as it goes: OpenSSL 3 sets up its AES-CTR generator on every RAND_bytes
+ * call, which cost more than the bytes (a batch line asks three times: two ids, a secret).
+ * A block drawn before a fork is dropped in the child. */
+#define POOL_BYTES 4096
+#define POOL_MAX_ASK 64
+
+struct rand_pool {
+	pid_t pid;
+	size_t used;
+	uint8_t b[POOL_BYTES];
+};
+
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static int pool_ok;
+
+static void pool_free(void *p)
+{
+	OPENSSL_cleanse(p, sizeof(struct rand_pool));
+	imp_free(p);
+}
+
+static void pool_init(void) { pool_ok = pthread_key_create(&pool_key, pool_free) == 0; }
+
 imp_err imp_random(void *buf, size_t n)
 {
-	return RAND_bytes(buf, (int)n) == 1 ? IMP_OK : IMP_ERR_CRYPTO;
+	pthread_once(&pool_once, pool_init);
+	struct rand_pool *p = pool_ok && n <= POOL_MAX_ASK ? pthread_getspecific(pool_key) : NULL;
+	if(pool_ok && n <= POOL_MAX_ASK && !p && (p = imp_calloc(1, sizeof *p))) {
+		p->used = POOL_BYTES;
+		if(pthread_setspecific(pool_key, p)) {
+			imp_free(p);
+			p = NULL;
+		}
+	}
+	if(!p) return RAND_bytes(buf, (int)n) == 1 ? IMP_OK : IMP_ERR_CRYPTO;
+	pid_t pid = getpid();
+	if(p->pid != pid || p->used + n > POOL_BYTES) {
+		if(RAND_bytes(p->b, POOL_BYTES) != 1) {
+			OPENSSL_cleanse(p->b, POOL_BYTES);
+			p->used = POOL_BYTES;
+			return IMP_ERR_CRYPTO;
+		}
+		p->pid = pid;
+		p->used = 0;
+	}
+	memcpy(buf, p->b + p->used, n);
+	OPENSSL_cleanse(p->b + p->used, n);
+	p->used += n;
+	return IMP_OK;
 }
 
 /* One keyed HMAC context per thread, kept for the next call under the same key: OpenSSL 3's
