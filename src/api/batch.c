@@ -25,6 +25,9 @@
 #define GROUP_LINES 1000
 #define GROUP_BYTES (4 * 1024 * 1024)
 #define BATCH_NAME_MAX 128
+/* A group's answers: its lines hold at most GROUP_BYTES of text, and an answer is its line
+ * with a few hundred bytes of server-set properties and a channel list added. */
+#define TEXT_MAX (256 * 1024 * 1024)
 
 typedef struct {
 	size_t off, len;
@@ -42,9 +45,15 @@ typedef struct {
 	int cur_over;            /* the line being read is past IMP_BODY_MAX: dropped */
 	pending p[GROUP_LINES];
 	size_t np;
-	json_t *outs[GROUP_LINES];
+	/* The answers of the group's lines, one after the other, written once it commits. */
+	imp_jtext text;
+	size_t off[GROUP_LINES + 1]; /* where each line's answer starts in text, and ends */
+	unsigned char is_err[GROUP_LINES];
+	size_t ran;                  /* lines whose answers are complete */
 	FILE *out;
 	imp_render_cache cache;
+	imp_ref_memo refs;       /* references found in the group's transaction */
+	json_t *activated;       /* {"provisioningState": "activated"} */
 	char tmpl_id[IMP_UUID_LEN + 1];
 	char tmpl_method[IMP_METHOD_LEN];
 	int64_t created, renewed, failed;
@@ -90,16 +99,28 @@ static imp_err existing_device(batch *b, json_t *body, int64_t key, imp_entity *
 	return IMP_OK;
 }
 
-/* One line inside the group's transaction: its output object, or an error object. */
-static json_t *do_line(batch *b, const char *text, size_t len, int64_t line, int too_long)
+/* o (taken) and a newline at the end of t. */
+static void put_line(imp_jtext *t, json_t *o)
+{
+	if(!o) t->failed = 1;
+	else imp_jtext_value(t, o);
+	imp_jtext_raw(t, "\n", 1);
+	json_decref(o);
+}
+
+/* One line inside the group's transaction: its answer, or an error object, written at the
+ * end of b->text; *is_err says which. Fails only when the answer could not be written. */
+static imp_err do_line(batch *b, const char *text, size_t len, int64_t line, int too_long, unsigned char *is_err)
 {
 	imp_req *r = b->r;
+	imp_jtext *t = &b->text;
+	size_t start = t->len;
 	imp_entity e = {0};
 	imp_credential c = {0};
 	char secret[IMP_SECRET_LEN + 1] = {0};
-	json_t *out = NULL, *body = NULL;
+	json_t *body = NULL;
 	char *csr = NULL;
-	int replaced = 0, renewed = 0;
+	int replaced = 0, renewed = 0, fresh = 0;
 	imp_err rc;
 
 	if(too_long) {
@@ -154,7 +175,17 @@ static json_t *do_line(batch *b, const char *text, size_t len, int64_t line, int
 		renewed = 1;
 		if((rc = existing_device(b, body, key, &e))) goto out;
 	} else if(rc == IMP_ERR_NOT_FOUND) {
-		if((rc = imp_res_insert_from(r, &imp_res_device, body, &e))) goto out;
+		/* A new device that gets its first secret now is stored activated at once, as the
+		 * activation would leave it (version 2), instead of written a second time. */
+		const char *tid = json_string_value(json_object_get(body, "deviceTemplateId"));
+		imp_insert_opts opts = {.refs = &b->refs};
+		fresh = b->credentials && !csr && tid && template_method(b, tid) == IMP_OK &&
+		        strcmp(b->tmpl_method, "password") == 0;
+		if(fresh) {
+			opts.set = b->activated;
+			opts.version = 2;
+		}
+		if((rc = imp_res_insert_from(r, &imp_res_device, body, &opts, &e))) goto out;
 		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, line, e.key))) goto out;
 	} else {
 		goto out;
@@ -173,7 +204,7 @@ static json_t *do_line(batch *b, const char *text, size_t len, int64_t line, int
 			rc = api_fail(r, IMP_ERR_INVALID, "password_template", "csr",
 			              "the device's template uses passwords; a csr does not apply");
 		} else {
-			rc = imp_cred_password(r, "device", e.id.s, secret, &c, &replaced);
+			rc = imp_cred_password(r, "device", e.id.s, fresh, secret, &c, &replaced);
 		}
 		if(rc) goto out;
 		if(strcmp(json_string_value(json_object_get(e.doc, "provisioningState")), "defined") == 0) {
@@ -181,14 +212,25 @@ static json_t *do_line(batch *b, const char *text, size_t len, int64_t line, int
 			e.version++;
 		}
 	}
-	json_t *dev = imp_res_render(r->db, &imp_res_device, &e, &b->cache);
-	out = json_pack("{s:I, s:o}", "line", (json_int_t)line, "device", dev);
-	if(out && b->credentials) json_object_set_new(out, "mqttCredential", imp_cred_body(&c, secret[0] ? secret : NULL));
-	if(!out) rc = IMP_ERR_NOMEM;
+	/* {"line":n,"device":{...},"mqttCredential":{...}}, as json_dumpb would write it */
+	imp_jtext_raw(t, "{\"line\":", 8);
+	imp_jtext_int(t, line);
+	imp_jtext_raw(t, ",\"device\":", 10);
+	if(imp_res_render_text(t, r->db, &imp_res_device, &e, &b->cache)) t->failed = 1;
+	if(b->credentials) {
+		imp_jtext_raw(t, ",\"mqttCredential\":", 18);
+		imp_cred_body_text(t, &c, secret[0] ? secret : NULL);
+	}
+	imp_jtext_raw(t, "}\n", 2);
+	if(t->failed) {
+		rc = IMP_ERR_NOMEM;
+		t->len = start;
+		t->failed = 0;
+	}
 out:
+	*is_err = rc != IMP_OK;
 	if(rc) {
-		json_decref(out);
-		out = line_error(r, line, rc);
+		put_line(t, line_error(r, line, rc));
 		b->failed++;
 	} else if(renewed) {
 		b->renewed++;
@@ -200,13 +242,39 @@ out:
 	imp_entity_clear(&e);
 	imp_free(csr);
 	json_decref(body);
-	return out;
+	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
 }
 
-static imp_err write_out(batch *b, json_t *o)
+/* Runs the waiting lines inside the group's transaction. Unmarked, they run without a
+ * savepoint each: a savepoint per line costs SQLite a copy of every page each line touches
+ * (the device row and its indexes), and nearly every line either succeeds or fails before
+ * it writes. When a line fails after writing, run_lines stops and sets *redo: the caller
+ * undoes the group and runs it again marked, a savepoint around each line, so that the
+ * failed line alone leaves nothing behind. */
+static imp_err run_lines(batch *b, int64_t first, int marked, int *redo)
 {
-	if(!o) return IMP_ERR_NOMEM;
-	if(json_dumpf(o, b->out, JSON_COMPACT) || fputc('\n', b->out) == EOF) return IMP_ERR_IO;
+	imp_req *r = b->r;
+	imp_err rc = IMP_OK;
+	*redo = 0;
+	memset(&b->refs, 0, sizeof b->refs);
+	b->text.len = 0;
+	b->ran = 0;
+	b->off[0] = 0;
+	for(size_t i = 0; i < b->np; i++) {
+		if(marked && (rc = imp_db_mark(r->db))) return rc;
+		int64_t f = b->failed, w = imp_db_writes(r->db);
+		rc = do_line(b, b->arena + b->p[i].off, b->p[i].len, first + (int64_t)i, b->p[i].too_long, &b->is_err[i]);
+		if(marked) {
+			imp_err urc = imp_db_unmark(r->db, b->failed != f);
+			if(!rc) rc = urc;
+		} else if(!rc && b->failed != f && imp_db_writes(r->db) != w) {
+			*redo = 1;
+			return IMP_OK;
+		}
+		if(rc) return rc;
+		b->off[i + 1] = b->text.len;
+		b->ran = i + 1;
+	}
 	return IMP_OK;
 }
 
@@ -218,12 +286,13 @@ static imp_err run_group(batch *b)
 	int64_t first = b->line - (int64_t)b->np;
 	int64_t created = b->created, renewed = b->renewed, failed = b->failed;
 	imp_err rc = imp_db_begin(&r->db);
-	size_t i;
-	for(i = 0; !rc && i < b->np; i++) {
-		if((rc = imp_db_mark(r->db))) break;
-		int64_t f = b->failed;
-		b->outs[i] = do_line(b, b->arena + b->p[i].off, b->p[i].len, first + (int64_t)i, b->p[i].too_long);
-		rc = imp_db_unmark(r->db, b->failed != f);
+	int redo = 0;
+	if(!rc) rc = run_lines(b, first, 0, &redo);
+	if(!rc && redo) {
+		b->created = created;
+		b->renewed = renewed;
+		b->failed = failed;
+		if(!(rc = imp_db_undo(r->db))) rc = run_lines(b, first, 1, &redo);
 	}
 	if(!rc) {
 		json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "batch", b->name + 2, "firstLine", (json_int_t)first,
@@ -235,18 +304,25 @@ static imp_err run_group(batch *b)
 	if(!rc) rc = imp_db_commit(&r->db);
 	else imp_db_rollback(&r->db);
 	imp_err wrc = IMP_OK;
-	for(size_t j = 0; j < b->np; j++) {
-		json_t *o = b->outs[j];
-		b->outs[j] = NULL;
-		if(rc && (!o || !json_object_get(o, "error"))) {
-			/* Nothing of this group was kept: say so on every line. */
-			json_decref(o);
+	if(!rc) {
+		if(fwrite(b->text.s, 1, b->text.len, b->out) != b->text.len) wrc = IMP_ERR_IO;
+	} else {
+		/* Nothing of this group was kept: say so on every line but those that failed on
+		 * their own (whose answers, when the group stopped early, may not exist). */
+		for(size_t j = 0; j < b->np && !wrc; j++) {
+			if(j < b->ran && b->is_err[j]) {
+				size_t n = b->off[j + 1] - b->off[j];
+				if(fwrite(b->text.s + b->off[j], 1, n, b->out) != n) wrc = IMP_ERR_IO;
+				continue;
+			}
 			api_fail(r, rc, "not_stored", NULL, "the group of lines this one was in could not be stored; send it again");
-			o = line_error(r, first + (int64_t)j, rc);
+			json_t *o = line_error(r, first + (int64_t)j, rc);
+			if(!o || json_dumpf(o, b->out, JSON_COMPACT) || fputc('\n', b->out) == EOF) wrc = o ? IMP_ERR_IO : IMP_ERR_NOMEM;
+			json_decref(o);
 		}
-		if(!wrc) wrc = write_out(b, o);
-		json_decref(o);
 	}
+	if(b->text.s) sodium_memzero(b->text.s, b->text.len);
+	b->text.len = 0;
 	if(rc) {
 		b->failed += b->created - created + b->renewed - renewed;
 		b->created = created;
@@ -343,6 +419,7 @@ static imp_err batch_open(imp_req *r, void **state)
 	batch *b = imp_calloc(1, sizeof *b);
 	if(!b) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 	b->r = r;
+	imp_jtext_init(&b->text, TEXT_MAX);
 	b->credentials = cred && strcmp(cred, "true") == 0;
 	b->line = first;
 	/* Keyed names and the names of unkeyed batches live apart: "k:" and "a:". */
@@ -364,6 +441,12 @@ static imp_err batch_open(imp_req *r, void **state)
 		if(fd >= 0) close(fd);
 		imp_free(b);
 		return api_fail(r, IMP_ERR_IO, NULL, NULL, "could not make room for the answer");
+	}
+	b->activated = json_pack("{s:s}", "provisioningState", "activated");
+	if(!b->activated) {
+		fclose(b->out);
+		imp_free(b);
+		return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 	}
 	*state = b;
 	return IMP_OK;
@@ -391,8 +474,9 @@ static imp_err batch_finish(void *state, int *fd, uint64_t *size, const char **c
 static void batch_close(void *state)
 {
 	batch *b = state;
-	for(size_t i = 0; i < GROUP_LINES; i++) json_decref(b->outs[i]);
+	imp_jtext_free(&b->text);
 	json_decref(b->cache.value);
+	json_decref(b->activated);
 	if(b->out) fclose(b->out);
 	if(b->arena) sodium_memzero(b->arena, b->acap);
 	imp_free(b->arena);

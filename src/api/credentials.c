@@ -13,6 +13,7 @@
 #include "broker/verify.h"
 #include "core/crypto.h"
 #include "core/mem.h"
+#include "core/timeutil.h"
 
 static const char *const ENTITY_TYPES[] = {"device", "accountUser", "endUser", NULL};
 
@@ -26,6 +27,45 @@ json_t *imp_cred_body(const imp_credential *c, const char *secret)
 	return o;
 }
 
+void imp_cred_body_text(imp_jtext *t, const imp_credential *c, const char *secret)
+{
+	char created[IMP_ISO_LEN + 1];
+	imp_iso8601(c->created, created);
+	imp_jtext_raw(t, "{\"id\":", 6);
+	imp_jtext_plain(t, c->id.s);
+	imp_jtext_key(t, "accountId", 1);
+	imp_jtext_plain(t, c->account_id.s);
+	imp_jtext_key(t, "entityId", 1);
+	imp_jtext_plain(t, c->entity_id.s);
+	imp_jtext_key(t, "entityType", 1);
+	imp_jtext_plain(t, c->entity_type);
+	imp_jtext_key(t, "method", 1);
+	imp_jtext_plain(t, c->method);
+	imp_jtext_key(t, "created", 1);
+	imp_jtext_plain(t, created);
+	imp_jtext_key(t, "createdById", 1);
+	imp_jtext_plain(t, c->created_by.s);
+	imp_jtext_key(t, "lastModified", 1);
+	imp_jtext_plain(t, created);
+	if(c->fingerprint[0]) {
+		char na[IMP_ISO_LEN + 1];
+		imp_iso8601(c->not_after, na);
+		imp_jtext_key(t, "fingerprint", 1);
+		imp_jtext_plain(t, c->fingerprint);
+		imp_jtext_key(t, "notAfter", 1);
+		imp_jtext_plain(t, na);
+		if(c->certificate) {
+			imp_jtext_key(t, "certificate", 1);
+			imp_jtext_str_or_null(t, c->certificate);
+		}
+	}
+	if(secret) {
+		imp_jtext_key(t, "secret", 1);
+		imp_jtext_plain(t, secret);
+	}
+	imp_jtext_raw(t, "}", 1);
+}
+
 static imp_err activate(imp_req *r, const char *entity_type, const char *entity_id)
 {
 	if(strcmp(entity_type, "device") != 0) return IMP_OK;
@@ -33,7 +73,7 @@ static imp_err activate(imp_req *r, const char *entity_type, const char *entity_
 	return imp_db_device_activate(r->db, r->who.account, entity_id, r->who.actor_id.s, &changed);
 }
 
-imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, char *secret,
+imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, int fresh, char *secret,
                           imp_credential *c, int *replaced)
 {
 	uint8_t raw[IMP_SECRET_BYTES];
@@ -51,9 +91,10 @@ imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entit
 	snprintf(c->entity_id.s, sizeof c->entity_id.s, "%s", entity_id);
 	snprintf(c->method, sizeof c->method, "password");
 	c->created_by = r->who.actor_id;
-	rc = imp_db_credential_put(r->db, c, hash, replaced);
+	rc = imp_db_credential_put(r->db, c, hash, fresh ? NULL : replaced);
 	sodium_memzero(hash, sizeof hash);
-	if(!rc) rc = activate(r, entity_type, entity_id);
+	if(fresh) *replaced = 0;
+	else if(!rc) rc = activate(r, entity_type, entity_id);
 	return rc;
 }
 
@@ -136,7 +177,7 @@ imp_err imp_h_cred_create(imp_req *r)
 			rc = api_fail(r, IMP_ERR_INVALID, "password_template", cert ? "certificate" : "csr",
 			              "the device's template uses passwords; certificates do not apply");
 		} else {
-			rc = imp_cred_password(r, "device", entity_id, secret, &c, &replaced);
+			rc = imp_cred_password(r, "device", entity_id, 0, secret, &c, &replaced);
 		}
 	} else if(strcmp(entity_type, "accountUser") == 0) {
 		imp_entity u;
@@ -152,7 +193,7 @@ imp_err imp_h_cred_create(imp_req *r)
 		if(rc == IMP_ERR_NOT_FOUND) rc = api_fail(r, rc, "not_found", "entityId", "no such accountUser");
 		if(rc) goto out;
 		imp_entity_clear(&u);
-		rc = imp_cred_password(r, "accountUser", entity_id, secret, &c, &replaced);
+		rc = imp_cred_password(r, "accountUser", entity_id, 0, secret, &c, &replaced);
 	} else {
 		/* End users arrive with association; until then none exists. */
 		rc = api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "entityId", "no such endUser");

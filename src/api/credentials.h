@@ -3,13 +3,15 @@
 #ifndef IMP_API_CREDENTIALS_H
 #define IMP_API_CREDENTIALS_H
 #include "api/http.h"
+#include "api/jsontext.h"
 #include "core/limits.h"
 
 /* Inside the caller's write transaction: a new random secret for the entity (into
  * secret[IMP_SECRET_LEN + 1]), its keyed hash stored in place of any previous credential,
  * and a device moved from defined to activated. c receives the new credential's metadata
- * (the caller clears it). */
-imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, char *secret,
+ * (the caller clears it). fresh: the caller made the entity in this transaction, so it has
+ * no credential yet, and stored it activated already; neither is looked at again. */
+imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, int fresh, char *secret,
                           imp_credential *c, int *replaced);
 
 /* Inside the caller's write transaction: registers a device certificate (cert_pem) or
@@ -21,5 +23,8 @@ imp_err imp_cred_certificate(imp_req *r, const char *device_id, const char *cert
 
 /* The response object for c: its metadata, plus secret when not NULL. */
 json_t *imp_cred_body(const imp_credential *c, const char *secret);
+
+/* imp_cred_body's object written as JSON text at the end of t, without building it. */
+void imp_cred_body_text(imp_jtext *t, const imp_credential *c, const char *secret);
 
 #endif

@@ -22,10 +22,9 @@ static json_t *find_named(json_t *docs, const char *name)
 static imp_err device_validate(imp_req *r, json_t *doc, const imp_entity *old)
 {
 	const char *tid = json_string_value(json_object_get(doc, "deviceTemplateId"));
-	json_t *channels, *fields;
-	imp_err rc = imp_template_cache_get(r->db, r->who.account, tid, &channels, &fields);
+	json_t *fields;
+	imp_err rc = imp_template_cache_get(r->db, r->who.account, tid, NULL, &fields);
 	if(rc) return rc;
-	json_decref(channels);
 	const char *name;
 	json_t *v;
 	char why[160];
@@ -77,21 +76,28 @@ out:
 	return rc;
 }
 
+/* The channel templates of e's template, into cache (kept for the next device). */
+static imp_err channel_templates(imp_db *db, const imp_entity *e, imp_render_cache *cache)
+{
+	const char *tid = json_string_value(json_object_get(e->doc, "deviceTemplateId"));
+	if(cache->value && strcmp(cache->key, tid) == 0) return IMP_OK;
+	json_decref(cache->value);
+	cache->value = NULL;
+	json_t *fields;
+	imp_err rc = imp_template_cache_get(db, e->account, tid, &cache->value, &fields);
+	if(rc) return rc;
+	json_decref(fields);
+	snprintf(cache->key, sizeof cache->key, "%s", tid);
+	return IMP_OK;
+}
+
 /* channels: one per channel template of the device's template, with its full topic. */
 static imp_err device_channels(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache)
 {
-	const char *tid = json_string_value(json_object_get(e->doc, "deviceTemplateId"));
 	imp_render_cache local = {{0}, NULL};
 	if(!cache) cache = &local;
-	if(!cache->value || strcmp(cache->key, tid) != 0) {
-		json_decref(cache->value);
-		cache->value = NULL;
-		json_t *fields;
-		imp_err rc = imp_template_cache_get(db, e->account, tid, &cache->value, &fields);
-		if(rc) return rc;
-		json_decref(fields);
-		snprintf(cache->key, sizeof cache->key, "%s", tid);
-	}
+	imp_err rc0 = channel_templates(db, e, cache);
+	if(rc0) return rc0;
 	json_t *channels = json_array();
 	size_t i;
 	json_t *c;
@@ -112,6 +118,44 @@ static imp_err device_channels(imp_db *db, const imp_entity *e, json_t *obj, imp
 	return rc;
 }
 
+/* device_channels as text: ,"channels":[...] with the same members in the same order. */
+static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache)
+{
+	imp_render_cache local = {{0}, NULL};
+	if(!cache) cache = &local;
+	imp_err rc = channel_templates(db, e, cache);
+	if(rc) return rc;
+	imp_jtext_key(t, "channels", 1);
+	imp_jtext_raw(t, "[", 1);
+	size_t i;
+	json_t *c;
+	json_array_foreach(cache->value, i, c) {
+		const char *name = json_string_value(json_object_get(c, "name"));
+		if(!name) {
+			rc = IMP_ERR_NOMEM; /* as json_pack fails on a missing "s" */
+			break;
+		}
+		char topic[256];
+		snprintf(topic, sizeof topic, "xi/blue/v1/%s/d/%s/%s", e->account_id.s, e->id.s, name);
+		imp_jtext_raw(t, i ? ",{" : "{", i ? 2 : 1);
+		imp_jtext_key(t, "channelTemplateId", 0);
+		imp_jtext_value(t, json_object_get(c, "id"));
+		imp_jtext_key(t, "channelTemplateName", 1);
+		imp_jtext_str_or_null(t, name);
+		imp_jtext_key(t, "persistenceType", 1);
+		imp_jtext_value(t, json_object_get(c, "persistenceType"));
+		imp_jtext_key(t, "permission", 1);
+		imp_jtext_value(t, json_object_get(c, "permission"));
+		imp_jtext_key(t, "channel", 1);
+		imp_jtext_str_or_null(t, topic);
+		imp_jtext_raw(t, "}", 1);
+	}
+	imp_jtext_raw(t, "]", 1);
+	json_decref(local.value);
+	if(!rc && t->failed) rc = IMP_ERR_NOMEM;
+	return rc;
+}
+
 /* A deleted device's credential goes with it, in the same transaction. */
 static imp_err device_before_delete(imp_req *r, const imp_entity *e)
 {
@@ -124,4 +168,5 @@ const imp_resource imp_res_device = {
 	.open_fields = 1,
 	.validate = device_validate,
 	.render_extra = device_channels,
+	.render_extra_text = device_channels_text,
 };

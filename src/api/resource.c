@@ -130,19 +130,25 @@ static imp_err complete_fields(imp_req *r, const imp_resource *res, json_t *doc)
 	return IMP_OK;
 }
 
-/* Every reference must name an entity of its kind in the caller's account. */
-static imp_err check_refs(imp_req *r, const imp_resource *res, json_t *doc)
+/* Every reference must name an entity of its kind in the caller's account. memo (may be
+ * NULL) holds references found before in the same transaction, and gets the new ones. */
+static imp_err check_refs(imp_req *r, const imp_resource *res, json_t *doc, imp_ref_memo *memo)
 {
+	int nref = -1;
 	for(const imp_field *f = res->kind->fields; f->name; f++) {
 		if(f->type != IMP_T_REF) continue;
+		nref++;
 		const char *id = json_string_value(json_object_get(doc, f->name));
 		if(!id) continue;
+		char *known = memo && nref < IMP_REF_MEMO ? memo->id[nref] : NULL;
+		if(known && strcmp(known, id) == 0) continue;
 		imp_entity e;
 		imp_err rc = imp_db_get(r->db, imp_kind_by_name(f->ref), r->who.account, id, &e);
 		if(rc == IMP_ERR_NOT_FOUND)
 			return api_fail(r, IMP_ERR_INVALID, "unknown_reference", f->name, "%s names no %s of this account", f->name, f->ref);
 		if(rc) return api_fail(r, rc, NULL, NULL, "could not read %s", f->ref);
 		imp_entity_clear(&e);
+		if(known) snprintf(known, IMP_UUID_LEN + 1, "%s", id);
 	}
 	return IMP_OK;
 }
@@ -179,6 +185,62 @@ json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e,
 	return o;
 }
 
+imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, const imp_entity *e,
+                            imp_render_cache *cache)
+{
+	char created[IMP_ISO_LEN + 1], modified[IMP_ISO_LEN + 1], version[24];
+	imp_jtext_raw(t, "{\"id\":", 6);
+	imp_jtext_plain(t, e->id.s);
+	imp_jtext_key(t, "accountId", 1);
+	imp_jtext_plain(t, e->account_id.s);
+	for(const imp_field *f = res->kind->fields; f->name; f++) {
+		if(f->flags & IMP_F_WRITE_ONLY) continue;
+		imp_jtext_key(t, f->name, 1);
+		imp_jtext_value(t, json_object_get(e->doc, f->name));
+	}
+	const char *name;
+	json_t *v;
+	json_object_foreach(e->doc, name, v) {
+		if(imp_kind_field(res->kind, name)) continue;
+		imp_jtext_raw(t, ",", 1);
+		imp_jtext_str(t, name, strlen(name));
+		imp_jtext_raw(t, ":", 1);
+		imp_jtext_value(t, v);
+	}
+	if(res->render_extra_text) {
+		imp_err rc = res->render_extra_text(db, e, t, cache);
+		if(rc) return rc;
+	} else if(res->render_extra) {
+		json_t *o = json_object();
+		imp_err rc = o ? res->render_extra(db, e, o, cache) : IMP_ERR_NOMEM;
+		json_object_foreach(o, name, v) {
+			imp_jtext_raw(t, ",", 1);
+			imp_jtext_str(t, name, strlen(name));
+			imp_jtext_raw(t, ":", 1);
+			imp_jtext_value(t, v);
+		}
+		json_decref(o);
+		if(rc) return rc;
+	}
+	imp_iso8601(e->created, created);
+	imp_iso8601(e->modified, modified);
+	api_version_text(e->version, version);
+	imp_jtext_key(t, "created", 1);
+	imp_jtext_plain(t, created);
+	imp_jtext_key(t, "createdById", 1);
+	if(e->created_by.s[0]) imp_jtext_plain(t, e->created_by.s);
+	else imp_jtext_raw(t, "null", 4);
+	imp_jtext_key(t, "lastModified", 1);
+	imp_jtext_plain(t, modified);
+	imp_jtext_key(t, "lastModifiedById", 1);
+	if(e->modified_by.s[0]) imp_jtext_plain(t, e->modified_by.s);
+	else imp_jtext_raw(t, "null", 4);
+	imp_jtext_key(t, "version", 1);
+	imp_jtext_plain(t, version);
+	imp_jtext_raw(t, "}", 1);
+	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
+}
+
 /* Answers with the entity, wrapped, and its version in the Etag header. */
 imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal)
 {
@@ -208,20 +270,25 @@ static imp_err fail_store(imp_req *r, imp_err rc, const char *kind)
 	return api_fail(r, rc, NULL, NULL, "the %s could not be stored", kind);
 }
 
-imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, imp_entity *e)
+imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
+                            imp_entity *e)
 {
+	static const imp_insert_opts none = {0};
 	imp_err rc;
+	if(!opts) opts = &none;
 	memset(e, 0, sizeof *e);
 	e->doc = json_object();
 	if(!e->doc) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 	if((rc = take_fields(r, res, body, e->doc, NULL)) || (rc = complete_fields(r, res, e->doc))) return rc;
+	if(opts->set && json_object_update(e->doc, opts->set)) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 	if((rc = imp_id_new(&e->id))) return rc;
 	e->account = r->who.account;
 	e->account_id = r->who.account_id;
 	e->created_by = r->who.actor_id;
-	if((rc = check_refs(r, res, e->doc))) return rc;
+	if((rc = check_refs(r, res, e->doc, opts->refs))) return rc;
 	if(res->validate && (rc = res->validate(r, e->doc, NULL))) return rc;
-	if((rc = imp_db_insert(r->db, res->kind, e, NULL))) return fail_store(r, rc, res->kind->name);
+	rc = imp_db_insert_at(r->db, res->kind, e, NULL, opts->version > 0 ? opts->version : 1);
+	if(rc) return fail_store(r, rc, res->kind->name);
 	return IMP_OK;
 }
 
@@ -246,7 +313,7 @@ imp_err imp_res_create(imp_req *r)
 	e.account_id = r->who.account_id;
 	e.created_by = r->who.actor_id;
 	if((rc = imp_db_begin(&r->db))) goto out;
-	if((rc = check_refs(r, res, e.doc))) goto out;
+	if((rc = check_refs(r, res, e.doc, NULL))) goto out;
 	if(res->validate && (rc = res->validate(r, e.doc, NULL))) goto out;
 	if(res->make_secret && (rc = res->make_secret(r, e.doc, &secret, &reveal))) goto out;
 	if((rc = imp_db_insert(r->db, res->kind, &e, secret))) goto out;
@@ -300,7 +367,7 @@ imp_err imp_res_update(imp_req *r)
 		goto out;
 	}
 	if((rc = take_fields(r, res, body, e.doc, &old))) goto out;
-	if((rc = check_refs(r, res, e.doc))) goto out;
+	if((rc = check_refs(r, res, e.doc, NULL))) goto out;
 	if(res->validate && (rc = res->validate(r, e.doc, &old))) goto out;
 	e.modified_by = r->who.actor_id;
 	if((rc = imp_db_update(r->db, res->kind, &e, expect))) goto out;

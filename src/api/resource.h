@@ -4,6 +4,7 @@
 #ifndef IMP_API_RESOURCE_H
 #define IMP_API_RESOURCE_H
 #include "api/http.h"
+#include "api/jsontext.h"
 
 typedef struct imp_resource imp_resource;
 
@@ -30,6 +31,8 @@ struct imp_resource {
 	void (*after_write)(void);
 	/* Adds derived properties to a rendered entity (device channels). */
 	imp_err (*render_extra)(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache);
+	/* The same properties as text, each as ,"name":value (NULL: render_extra's are dumped). */
+	imp_err (*render_extra_text)(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache);
 };
 
 imp_err imp_res_create(imp_req *r);
@@ -41,14 +44,36 @@ imp_err imp_res_list(imp_req *r);
 /* The entity as the API shows it: id, accountId, its fields, meta. New reference or NULL. */
 json_t *imp_res_render(imp_db *db, const imp_resource *res, const imp_entity *e, imp_render_cache *cache);
 
+/* imp_res_render's object, written as JSON text (what json_dumpb with JSON_COMPACT would
+ * write of it) at the end of t, without building it. */
+imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, const imp_entity *e,
+                            imp_render_cache *cache);
+
 /* Answers with e wrapped in its kind's name, reveal (may be NULL) merged in, and its
  * version in the Etag header. */
 imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal);
 
+/* The references a run of inserts found, by the position of the reference field in its
+ * kind: a caller that creates many entities in one write transaction (which no other
+ * writer enters meanwhile) reads each referenced entity once. Zero it to start. */
+#define IMP_REF_MEMO 4
+typedef struct {
+	char id[IMP_REF_MEMO][IMP_UUID_LEN + 1];
+} imp_ref_memo;
+
+/* What bulk creation may add to imp_res_insert_from; every member optional (zero). */
+typedef struct {
+	json_t *set;         /* server-set fields to store as given, over the defaults (borrowed) */
+	int64_t version;     /* the version to store, 0 for 1 */
+	imp_ref_memo *refs;  /* references known to exist in this transaction, updated */
+} imp_insert_opts;
+
 /* Bulk creation (the device batch): builds e (caller clears it) from body as create does
  * and, inside the caller's write transaction, checks references and the kind's rules and
- * inserts it. The error is set on r. Writes no audit entry and no secret. */
-imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, imp_entity *e);
+ * inserts it. opts may be NULL. The error is set on r. Writes no audit entry and no
+ * secret. */
+imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
+                            imp_entity *e);
 
 /* Reads page, pageSize, sortBy, sortOrder, meta, results, cursor and accountId into q. */
 imp_err imp_list_args(imp_req *r, imp_query *q, int *want_results);

@@ -55,25 +55,34 @@ imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, jso
 {
 	struct slot *s = &slots[slot_of(tid)];
 	uint64_t gen = atomic_load(&generation);
-	*channels = *fields = NULL;
+	json_t *chs = NULL;
+	int hit = 0;
+	if(channels) *channels = NULL;
+	*fields = NULL;
 	pthread_mutex_lock(&lock);
 	if(s->gen == gen && s->account == account && strcmp(s->tid, tid) == 0) {
-		*channels = json_deep_copy(s->channels);
+		if(channels) chs = json_deep_copy(s->channels);
 		*fields = json_deep_copy(s->fields);
+		hit = 1;
 	}
 	pthread_mutex_unlock(&lock);
-	if(*channels && *fields) return IMP_OK;
-	json_decref(*channels);
+	if(hit && (chs || !channels) && *fields) {
+		if(channels) *channels = chs;
+		return IMP_OK;
+	}
+	json_decref(chs);
 	json_decref(*fields);
+	*fields = NULL;
 
-	imp_err rc = docs_where(db, &imp_kind_channel_template, account, "entityId", tid, channels);
+	imp_err rc = docs_where(db, &imp_kind_channel_template, account, "entityId", tid, &chs);
 	if(!rc) rc = docs_where(db, &imp_kind_device_field, account, "deviceTemplateId", tid, fields);
 	if(rc) {
-		json_decref(*channels);
-		*channels = NULL;
+		json_decref(chs);
 		return rc;
 	}
-	json_t *c = json_deep_copy(*channels), *f = json_deep_copy(*fields);
+	json_t *c = json_deep_copy(chs), *f = json_deep_copy(*fields);
+	if(channels) *channels = chs;
+	else json_decref(chs);
 	pthread_mutex_lock(&lock);
 	if(c && f && atomic_load(&generation) == gen) {
 		json_decref(s->channels);

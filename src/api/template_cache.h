@@ -9,7 +9,7 @@
 #include "store/store.h"
 
 /* Deep copies (caller owns) of the channel template and custom field documents of
- * template tid in account, each with its "id". */
+ * template tid in account, each with its "id". channels may be NULL (fields only). */
 imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, json_t **channels, json_t **fields);
 
 void imp_template_cache_forget(void);

@@ -3,18 +3,130 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+
+/* Small requests are served from a per-thread block of CSPRNG output, each byte handed out
+ * once and zeroed as it goes: OpenSSL 3 sets up its AES-CTR generator on every RAND_bytes
+ * call, which cost more than the bytes (a batch line asks three times: two ids, a secret).
+ * A block drawn before a fork is dropped in the child. */
+#define POOL_BYTES 4096
+#define POOL_MAX_ASK 64
+
+struct rand_pool {
+	pid_t pid;
+	size_t used;
+	uint8_t b[POOL_BYTES];
+};
+
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static int pool_ok;
+
+static void pool_free(void *p)
+{
+	OPENSSL_cleanse(p, sizeof(struct rand_pool));
+	imp_free(p);
+}
+
+static void pool_init(void) { pool_ok = pthread_key_create(&pool_key, pool_free) == 0; }
 
 imp_err imp_random(void *buf, size_t n)
 {
-	return RAND_bytes(buf, (int)n) == 1 ? IMP_OK : IMP_ERR_CRYPTO;
+	pthread_once(&pool_once, pool_init);
+	struct rand_pool *p = pool_ok && n <= POOL_MAX_ASK ? pthread_getspecific(pool_key) : NULL;
+	if(pool_ok && n <= POOL_MAX_ASK && !p && (p = imp_calloc(1, sizeof *p))) {
+		p->used = POOL_BYTES;
+		if(pthread_setspecific(pool_key, p)) {
+			imp_free(p);
+			p = NULL;
+		}
+	}
+	if(!p) return RAND_bytes(buf, (int)n) == 1 ? IMP_OK : IMP_ERR_CRYPTO;
+	pid_t pid = getpid();
+	if(p->pid != pid || p->used + n > POOL_BYTES) {
+		if(RAND_bytes(p->b, POOL_BYTES) != 1) {
+			OPENSSL_cleanse(p->b, POOL_BYTES);
+			p->used = POOL_BYTES;
+			return IMP_ERR_CRYPTO;
+		}
+		p->pid = pid;
+		p->used = 0;
+	}
+	memcpy(buf, p->b + p->used, n);
+	OPENSSL_cleanse(p->b + p->used, n);
+	p->used += n;
+	return IMP_OK;
+}
+
+/* One keyed HMAC context per thread, kept for the next call under the same key: OpenSSL 3's
+ * one-shot HMAC() looks up the algorithm and builds a context every time, which cost more
+ * than the hash itself (a batch hashes one secret per device). */
+struct hmac_slot {
+	EVP_MAC_CTX *ctx;
+	uint8_t key[IMP_KEY_LEN];
+};
+
+static pthread_key_t hmac_key;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *hmac_mac;
+
+static void hmac_slot_free(void *p)
+{
+	struct hmac_slot *s = p;
+	EVP_MAC_CTX_free(s->ctx);
+	OPENSSL_cleanse(s->key, sizeof s->key);
+	imp_free(s);
+}
+
+static void hmac_init(void)
+{
+	hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if(pthread_key_create(&hmac_key, hmac_slot_free)) {
+		EVP_MAC_free(hmac_mac);
+		hmac_mac = NULL;
+	}
+}
+
+/* The thread's context, keyed with key and ready for data; NULL when OpenSSL fails. */
+static EVP_MAC_CTX *hmac_ctx(const uint8_t key[IMP_KEY_LEN])
+{
+	pthread_once(&hmac_once, hmac_init);
+	if(!hmac_mac) return NULL;
+	struct hmac_slot *s = pthread_getspecific(hmac_key);
+	if(s && CRYPTO_memcmp(s->key, key, IMP_KEY_LEN) == 0 && EVP_MAC_init(s->ctx, NULL, 0, NULL)) return s->ctx;
+	if(!s) {
+		s = imp_calloc(1, sizeof *s);
+		if(!s) return NULL;
+		if(pthread_setspecific(hmac_key, s)) {
+			imp_free(s);
+			return NULL;
+		}
+	}
+	EVP_MAC_CTX_free(s->ctx);
+	s->ctx = EVP_MAC_CTX_new(hmac_mac);
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_construct_end()};
+	if(!s->ctx || !EVP_MAC_init(s->ctx, key, IMP_KEY_LEN, params)) {
+		memset(s->key, 0, sizeof s->key);
+		return NULL;
+	}
+	memcpy(s->key, key, IMP_KEY_LEN);
+	return s->ctx;
 }
 
 void imp_hmac(const uint8_t key[IMP_KEY_LEN], const void *data, size_t n, uint8_t out[IMP_HMAC_LEN])
 {
-	unsigned int len = IMP_HMAC_LEN;
-	HMAC(EVP_sha256(), key, IMP_KEY_LEN, data, n, out, &len);
+	size_t len = 0;
+	EVP_MAC_CTX *ctx = hmac_ctx(key);
+	if(ctx && EVP_MAC_update(ctx, data, n) && EVP_MAC_final(ctx, out, &len, IMP_HMAC_LEN) && len == IMP_HMAC_LEN) return;
+	unsigned int ulen = IMP_HMAC_LEN;
+	HMAC(EVP_sha256(), key, IMP_KEY_LEN, data, n, out, &ulen);
 }
 
 int imp_ct_equal(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }

@@ -74,6 +74,18 @@ static const char *const MIGRATIONS[] = {
 	"CREATE TABLE batch_items (account INTEGER NOT NULL, batch TEXT NOT NULL, serial TEXT NOT NULL,"
 	"  line INTEGER NOT NULL, device_key INTEGER NOT NULL, PRIMARY KEY (account, batch, serial))"
 	"  WITHOUT ROWID;",
+
+	/* 3: fewer device indexes to write. A new device is neither connected, nor disabled,
+	 * nor reports firmware, so those three indexes hold only the devices that are (lists
+	 * filter them with a literal, which SQLite needs to pick a partial index); the other
+	 * filters (connected=false, ...) match most devices: lists read them in key order off
+	 * devices_account (account, then the key), and stop at the page's end. */
+	"DROP INDEX devices_connected;"
+	"DROP INDEX devices_disabled;"
+	"DROP INDEX devices_firmware;"
+	"CREATE INDEX devices_connected ON devices (account, connected) WHERE connected = 1;"
+	"CREATE INDEX devices_disabled ON devices (account, disabled) WHERE disabled = 1;"
+	"CREATE INDEX devices_firmware ON devices (account, firmware_version) WHERE firmware_version IS NOT NULL;",
 };
 
 const char *const *imp_migrations(int *count)

@@ -41,6 +41,15 @@ void imp_db_rollback(imp_db **db);
 imp_err imp_db_mark(imp_db *db);
 imp_err imp_db_unmark(imp_db *db, int undo);
 
+/* Inside a write transaction: undo all the caller's work since begin, and stay in the
+ * transaction. A mark costs a copy of every page written under it, so a long run of small
+ * writes goes faster unmarked, undone whole and run again marked in the rare case one of
+ * them must be undone alone. */
+imp_err imp_db_undo(imp_db *db);
+
+/* Rows inserted, updated or deleted on db since it opened: tells whether a step wrote. */
+int64_t imp_db_writes(imp_db *db);
+
 /* One stored entity: the meta fields every entity has, and doc, the JSON object of the
  * kind's fields (including the ones the store keeps in columns). */
 typedef struct {
@@ -60,6 +69,11 @@ void imp_entity_clear(imp_entity *e);
  * secret, when not NULL, is kept beside the row and never returned by get or list.
  * IMP_ERR_CONFLICT on a unique constraint. */
 imp_err imp_db_insert(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret);
+
+/* imp_db_insert with the version to start at: an entity made and changed by the server in
+ * one step (a batch's device, activated with its first credential) is stored as it would
+ * be after the two, without writing its row twice. */
+imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret, int64_t version);
 
 /* Reads the entity id of kind k in account into out (caller clears it). NOT_FOUND. */
 imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out);
@@ -166,8 +180,9 @@ void imp_credential_clear(imp_credential *c);
 
 /* Stores c (id, account, entity, method, created_by set by the caller; created set here)
  * with secret_hash (password) or c->certificate and c->fingerprint, replacing the entity's
- * previous credential; *replaced says whether there was one. IMP_ERR_CONFLICT when the
- * fingerprint is another entity's. */
+ * previous credential; *replaced says whether there was one (replaced NULL: the caller
+ * knows there was none, and it is not looked up). IMP_ERR_CONFLICT when the fingerprint is
+ * another entity's. */
 imp_err imp_db_credential_put(imp_db *db, imp_credential *c, const char *secret_hash, int *replaced);
 
 /* By credential id, or by the entity it belongs to. NOT_FOUND. */

@@ -45,14 +45,18 @@ static imp_err read_cred(sqlite3_stmt *st, imp_credential *c)
 
 imp_err imp_db_credential_put(imp_db *db, imp_credential *c, const char *secret_hash, int *replaced)
 {
-	/* The previous credential's existence, for activation and the audit's wording. */
-	sqlite3_stmt *st = store__stmt(db, "SELECT 1 FROM credentials WHERE entity_id = ?");
-	if(!st) return IMP_ERR_STORE;
-	sqlite3_bind_text(st, 1, c->entity_id.s, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if(rc != SQLITE_ROW && rc != SQLITE_DONE) return store__rc(rc);
-	*replaced = rc == SQLITE_ROW;
+	sqlite3_stmt *st;
+	int rc;
+	if(replaced) {
+		/* The previous credential's existence, for activation and the audit's wording. */
+		st = store__stmt(db, "SELECT 1 FROM credentials WHERE entity_id = ?");
+		if(!st) return IMP_ERR_STORE;
+		sqlite3_bind_text(st, 1, c->entity_id.s, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if(rc != SQLITE_ROW && rc != SQLITE_DONE) return store__rc(rc);
+		*replaced = rc == SQLITE_ROW;
+	}
 
 	st = store__stmt(db,
 		"INSERT INTO credentials (id, account, entity_type, entity_id, method, secret, fingerprint, certificate,"

@@ -32,7 +32,7 @@ struct imp_store {
 	struct imp_writer writer;
 };
 
-static uint32_t hash_sql(const char *s)
+uint32_t store__sql_hash(const char *s)
 {
 	uint32_t h = 2166136261u;
 	for(; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
@@ -58,9 +58,10 @@ static sqlite3_stmt *fill_slot(imp_db *db, struct stmt_slot *s, uint32_t h, cons
 	return st;
 }
 
-sqlite3_stmt *store__stmt(imp_db *db, const char *sql)
+sqlite3_stmt *store__stmt(imp_db *db, const char *sql) { return store__stmt_hashed(db, sql, store__sql_hash(sql)); }
+
+sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t h)
 {
-	uint32_t h = hash_sql(sql);
 	struct stmt_slot *idle = NULL;
 	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
 		struct stmt_slot *s = &db->cache[(h + i) % IMP_STMT_CACHE];
@@ -201,6 +202,10 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 	s->writer.db->store = s;
 	/* The writer grows the file; a memory map would be remapped as it does. */
 	store__exec(s->writer.db, "PRAGMA mmap_size=0");
+	/* Checkpoints run on the committing writer, which waits for their two fsyncs: at every
+	 * 1,000 pages (the default) that was once a batch group (38 fsyncs for 50,000 devices).
+	 * Every 16,384 pages (64 MiB of WAL) instead. */
+	store__exec(s->writer.db, "PRAGMA wal_autocheckpoint=16384");
 	*out = s;
 	return IMP_OK;
 }
@@ -321,6 +326,11 @@ void imp_db_rollback(imp_db **dbp)
 	store__exec(w->db, "RELEASE request");
 	writer_finish(w, 1);
 }
+
+/* ROLLBACK TO leaves the savepoint open: the caller stays in its transaction. */
+imp_err imp_db_undo(imp_db *db) { return store__exec(db, "ROLLBACK TO request"); }
+
+int64_t imp_db_writes(imp_db *db) { return sqlite3_total_changes64(db->conn); }
 
 imp_err imp_db_ping(imp_db *db)
 {

@@ -2,7 +2,9 @@
  * Column fields live only in their columns; the document holds the rest. */
 #include "store/sqlite/internal.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/mem.h"
@@ -35,6 +37,47 @@ static void sb_add(sqlbuf *b, const char *fmt, ...)
 	va_end(ap);
 	if(w < 0 || (size_t)w >= SQL_MAX - b->n) b->overflow = 1;
 	else b->n += (size_t)w;
+}
+
+/* The text of a statement whose shape depends only on the kind, built once per kind and
+ * kept for the life of the process: a request runs several, and building them with
+ * vsnprintf (then hashing the text for the statement cache) showed in profiles. */
+#define MEMO_KINDS 16
+typedef struct {
+	_Atomic(const imp_kind *) kind[MEMO_KINDS];
+	char text[MEMO_KINDS][SQL_MAX];
+	uint32_t hash[MEMO_KINDS];  /* store__sql_hash of text */
+} sql_memo;
+
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The statement build makes for k, from memo m; NULL if its text does not fit. */
+static sqlite3_stmt *memo_stmt(imp_db *db, sql_memo *m, const imp_kind *k, void (*build)(sqlbuf *b, const imp_kind *k))
+{
+	for(int i = 0; i < MEMO_KINDS; i++) {
+		const imp_kind *have = atomic_load_explicit(&m->kind[i], memory_order_acquire);
+		if(have == k) return store__stmt_hashed(db, m->text[i], m->hash[i]);
+		if(!have) break;
+	}
+	int found = -1;
+	pthread_mutex_lock(&memo_lock);
+	for(int i = 0; i < MEMO_KINDS && found < 0; i++) {
+		const imp_kind *have = atomic_load_explicit(&m->kind[i], memory_order_relaxed);
+		if(have == k) {
+			found = i;
+		} else if(!have) {
+			sqlbuf b;
+			sb_init(&b);
+			build(&b, k);
+			if(b.overflow) break;
+			memcpy(m->text[i], b.s, b.n + 1);
+			m->hash[i] = store__sql_hash(m->text[i]);
+			atomic_store_explicit(&m->kind[i], k, memory_order_release);
+			found = i;
+		}
+	}
+	pthread_mutex_unlock(&memo_lock);
+	return found < 0 ? NULL : store__stmt_hashed(db, m->text[found], m->hash[found]);
 }
 
 void imp_entity_clear(imp_entity *e)
@@ -103,9 +146,15 @@ static imp_err read_row(sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
 /* The document to store: doc without its column fields. Caller frees. */
 static char *doc_text(const imp_kind *k, json_t *doc)
 {
-	json_t *copy = json_object();
 	const char *name;
 	json_t *v;
+	int kept = 0;
+	json_object_foreach(doc, name, v) {
+		const imp_field *f = imp_kind_field(k, name);
+		if(!f || !(f->column || (f->flags & IMP_F_WRITE_ONLY))) kept++;
+	}
+	if(!kept) return imp_strdup("{}"); /* most devices: every field has its column */
+	json_t *copy = json_object();
 	if(!copy) return NULL;
 	json_object_foreach(doc, name, v) {
 		const imp_field *f = imp_kind_field(k, name);
@@ -117,36 +166,44 @@ static char *doc_text(const imp_kind *k, json_t *doc)
 	return s;
 }
 
+static void build_insert(sqlbuf *b, const imp_kind *k)
+{
+	sb_add(b, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
+	add_columns(b, k, "");
+	sb_add(b, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?");
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(f->column) sb_add(b, ", ?");
+	}
+	sb_add(b, ")");
+}
+
 imp_err imp_db_insert(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret)
 {
-	sqlbuf b;
-	sb_init(&b);
-	sb_add(&b, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
-	add_columns(&b, k, "");
-	sb_add(&b, ") VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?");
-	for(const imp_field *f = k->fields; f->name; f++) {
-		if(f->column) sb_add(&b, ", ?");
-	}
-	sb_add(&b, ")");
-	if(b.overflow) return IMP_ERR_STORE;
-	sqlite3_stmt *st = store__stmt(db, b.s);
+	return imp_db_insert_at(db, k, e, secret, 1);
+}
+
+imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret, int64_t version)
+{
+	static sql_memo memo;
+	sqlite3_stmt *st = memo_stmt(db, &memo, k, build_insert);
 	if(!st) return IMP_ERR_STORE;
 
 	char *doc = doc_text(k, e->doc);
 	if(!doc) return IMP_ERR_NOMEM;
 	e->created = e->modified = imp_now_ms();
-	e->version = 1;
+	e->version = version;
 	e->modified_by = e->created_by;
 	sqlite3_bind_text(st, 1, e->id.s, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, e->account);
-	sqlite3_bind_int64(st, 3, (int64_t)e->created);
-	sqlite3_bind_text(st, 4, e->created_by.s, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, (int64_t)e->modified);
-	sqlite3_bind_text(st, 6, e->modified_by.s, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, doc, -1, SQLITE_STATIC);
-	if(secret) sqlite3_bind_text(st, 8, secret, -1, SQLITE_STATIC);
-	else sqlite3_bind_null(st, 8);
-	int i = 9;
+	sqlite3_bind_int64(st, 3, e->version);
+	sqlite3_bind_int64(st, 4, (int64_t)e->created);
+	sqlite3_bind_text(st, 5, e->created_by.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, (int64_t)e->modified);
+	sqlite3_bind_text(st, 7, e->modified_by.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, doc, -1, SQLITE_STATIC);
+	if(secret) sqlite3_bind_text(st, 9, secret, -1, SQLITE_STATIC);
+	else sqlite3_bind_null(st, 9);
+	int i = 10;
 	for(const imp_field *f = k->fields; f->name; f++) {
 		if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
 	}
@@ -166,13 +223,16 @@ static void select_prefix(sqlbuf *b, const imp_kind *k, const char *extra)
 	sb_add(b, "%s FROM %s t JOIN accounts a ON a.key = t.account", extra, k->table);
 }
 
+static void build_get(sqlbuf *b, const imp_kind *k)
+{
+	select_prefix(b, k, "");
+	sb_add(b, " WHERE t.id = ? AND t.account = ?");
+}
+
 imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out)
 {
-	sqlbuf b;
-	sb_init(&b);
-	select_prefix(&b, k, "");
-	sb_add(&b, " WHERE t.id = ? AND t.account = ?");
-	sqlite3_stmt *st = store__stmt(db, b.s);
+	static sql_memo memo;
+	sqlite3_stmt *st = memo_stmt(db, &memo, k, build_get);
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, account);
@@ -322,8 +382,14 @@ static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int w
 		if(!f || !f->column || !(f->flags & IMP_F_FILTER)) return IMP_ERR_BAD_REQUEST;
 		/* A unary + keeps SQLite from searching by any index but the lead's. */
 		const char *plus = lead && strcmp(lead, f->name) != 0 ? "+" : "";
+		/* Booleans as literals: their indexes are partial (WHERE connected = 1), and SQLite
+		 * uses a partial index only for a query whose text implies its WHERE. */
 		if(strcmp(q->filters[i].value, "null") == 0 && (f->flags & IMP_F_NULLABLE))
 			sb_add(b, " AND %st.%s IS NULL", plus, f->column);
+		else if(f->type == IMP_T_BOOL && strcmp(q->filters[i].value, "true") == 0)
+			sb_add(b, " AND %st.%s = 1", plus, f->column);
+		else if(f->type == IMP_T_BOOL && strcmp(q->filters[i].value, "false") == 0)
+			sb_add(b, " AND %st.%s = 0", plus, f->column);
 		else
 			sb_add(b, " AND %st.%s = ?", plus, f->column);
 	}
@@ -349,9 +415,8 @@ static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, 
 		const char *v = q->filters[j].value;
 		if(strcmp(v, "null") == 0 && (f->flags & IMP_F_NULLABLE)) continue;
 		if(f->type == IMP_T_BOOL) {
-			if(strcmp(v, "true") == 0) sqlite3_bind_int(st, i++, 1);
-			else if(strcmp(v, "false") == 0) sqlite3_bind_int(st, i++, 0);
-			else return IMP_ERR_BAD_REQUEST;
+			if(strcmp(v, "true") != 0 && strcmp(v, "false") != 0) return IMP_ERR_BAD_REQUEST;
+			/* written as a literal by add_where */
 		} else {
 			sqlite3_bind_text(st, i++, v, -1, SQLITE_STATIC);
 		}
@@ -512,13 +577,16 @@ imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, im
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? IMP_OK : store__rc(rc);
 }
 
+static void build_get_by_key(sqlbuf *b, const imp_kind *k)
+{
+	select_prefix(b, k, "");
+	sb_add(b, " WHERE t.key = ? AND t.account = ?");
+}
+
 imp_err imp_db_get_by_key(imp_db *db, const imp_kind *k, int64_t account, int64_t key, imp_entity *out)
 {
-	sqlbuf b;
-	sb_init(&b);
-	select_prefix(&b, k, "");
-	sb_add(&b, " WHERE t.key = ? AND t.account = ?");
-	sqlite3_stmt *st = store__stmt(db, b.s);
+	static sql_memo memo;
+	sqlite3_stmt *st = memo_stmt(db, &memo, k, build_get_by_key);
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_int64(st, 1, key);
 	sqlite3_bind_int64(st, 2, account);

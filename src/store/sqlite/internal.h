@@ -25,6 +25,9 @@ struct imp_db {
 /* The cached prepared statement for sql, reset and unbound; NULL on failure. The
  * connection owns it: callers reset it after use and never finalize it. */
 sqlite3_stmt *store__stmt(imp_db *db, const char *sql);
+/* store__stmt for a text whose store__sql_hash the caller kept. */
+sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t hash);
+uint32_t store__sql_hash(const char *sql);
 imp_err store__rc(int sqlite_rc);
 imp_err store__exec(imp_db *db, const char *sql);
 
