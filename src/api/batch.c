@@ -36,7 +36,8 @@ typedef struct {
 
 typedef struct {
 	imp_req *r;
-	char name[BATCH_NAME_MAX + 1];
+	char name[BATCH_NAME_MAX + 3];  /* "k:" or "a:", then the key */
+	int64_t generation;      /* Idempotency-Generation, 0 when absent */
 	int credentials;
 	int64_t line;            /* number of the line being read */
 	/* Text of the waiting lines, then the line being read. */
@@ -163,16 +164,27 @@ static imp_err do_line(batch *b, const char *text, size_t len, int64_t line, int
 		              "serialNumber is required in a batch with an Idempotency-Key");
 		goto out;
 	}
-	int64_t seen_line = 0, key = 0;
-	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4 ? imp_db_batch_item_get(r->db, r->who.account, b->name, serial, &seen_line, &key)
-	                                                   : IMP_ERR_NOT_FOUND;
+	int64_t seen_line = 0, key = 0, seen_gen = 0;
+	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4
+	         ? imp_db_batch_item_get(r->db, r->who.account, b->name, serial, &seen_line, &key, &seen_gen)
+	         : IMP_ERR_NOT_FOUND;
 	if(rc == IMP_OK && seen_line != line) {
 		rc = api_fail(r, IMP_ERR_CONFLICT, "duplicate_serial", "serialNumber",
 		              "this serialNumber is at line %lld of this batch already", (long long)seen_line);
 		goto out;
 	}
+	if(rc == IMP_OK && seen_gen > b->generation) {
+		/* A killed client's request, arriving after its rerun handled the line: the
+		 * rerun's credential stands, and this answer goes nowhere. */
+		rc = api_fail(r, IMP_ERR_CONFLICT, "superseded", "Idempotency-Generation",
+		              "a later request of this batch has handled this line");
+		goto out;
+	}
 	if(rc == IMP_OK) {
 		renewed = 1;
+		if(b->generation > seen_gen &&
+		   (rc = imp_db_batch_item_touch(r->db, r->who.account, b->name, serial, b->generation)))
+			goto out;
 		if((rc = existing_device(b, body, key, &e))) goto out;
 	} else if(rc == IMP_ERR_NOT_FOUND) {
 		/* A new device that gets its first secret now is stored activated at once, as the
@@ -186,7 +198,8 @@ static imp_err do_line(batch *b, const char *text, size_t len, int64_t line, int
 			opts.version = 2;
 		}
 		if((rc = imp_res_insert_from(r, &imp_res_device, body, &opts, &e))) goto out;
-		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, line, e.key))) goto out;
+		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, line, e.key, b->generation)))
+			goto out;
 	} else {
 		goto out;
 	}
@@ -351,7 +364,7 @@ static imp_err end_line(batch *b)
 
 static imp_err append(batch *b, const char *data, size_t n)
 {
-	if(b->cur_over) return IMP_OK;
+	if(b->cur_over || n == 0) return IMP_OK;
 	if(b->alen - b->cur + n > IMP_BODY_MAX) {
 		b->cur_over = 1;
 		b->alen = b->cur;
@@ -416,9 +429,19 @@ static imp_err batch_open(imp_req *r, void **state)
 	if(key && !printable_name(key))
 		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_header", "Idempotency-Key",
 		                "Idempotency-Key must be 1 to %d printable ASCII characters", BATCH_NAME_MAX);
+	const char *gen = api_header(r, "Idempotency-Generation");
+	long long generation = 0;
+	if(gen) {
+		char *end;
+		generation = strtoll(gen, &end, 10);
+		if(!key || !*gen || *end || generation < 0)
+			return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_header", "Idempotency-Generation",
+			                "Idempotency-Generation must be a non-negative integer, sent with an Idempotency-Key");
+	}
 	batch *b = imp_calloc(1, sizeof *b);
 	if(!b) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 	b->r = r;
+	b->generation = generation;
 	imp_jtext_init(&b->text, TEXT_MAX);
 	b->credentials = cred && strcmp(cred, "true") == 0;
 	b->line = first;

@@ -86,6 +86,10 @@ static const char *const MIGRATIONS[] = {
 	"CREATE INDEX devices_connected ON devices (account, connected) WHERE connected = 1;"
 	"CREATE INDEX devices_disabled ON devices (account, disabled) WHERE disabled = 1;"
 	"CREATE INDEX devices_firmware ON devices (account, firmware_version) WHERE firmware_version IS NOT NULL;",
+
+	/* 4: the request generation that last gave a batch item its credential, so a request
+	 * of a killed client that arrives after its rerun's cannot replace the rerun's secrets. */
+	"ALTER TABLE batch_items ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;",
 };
 
 const char *const *imp_migrations(int *count)

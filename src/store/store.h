@@ -225,11 +225,14 @@ imp_err imp_db_device_activate(imp_db *db, int64_t account, const char *id, cons
 imp_err imp_db_device_set_disabled(imp_db *db, int64_t account, const char *id, int disabled, const char *actor,
                                    int *changed);
 
-/* Batches: the device a serial number got under batch name, and at which line. */
+/* Batches: the device a serial number got under batch name, at which line, and the
+ * generation of the request that last gave it a credential (see src/api/batch.c). */
 imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t *line,
-                              int64_t *device_key);
+                              int64_t *device_key, int64_t *generation);
 imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,
-                              int64_t device_key);
+                              int64_t device_key, int64_t generation);
+imp_err imp_db_batch_item_touch(imp_db *db, int64_t account, const char *batch, const char *serial,
+                                int64_t generation);
 /* The entity of kind k with internal key key, in account. NOT_FOUND. */
 imp_err imp_db_get_by_key(imp_db *db, const imp_kind *k, int64_t account, int64_t key, imp_entity *out);
 

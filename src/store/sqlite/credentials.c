@@ -293,9 +293,9 @@ imp_err imp_db_device_set_disabled(imp_db *db, int64_t account, const char *id, 
 }
 
 imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t *line,
-                              int64_t *device_key)
+                              int64_t *device_key, int64_t *generation)
 {
-	sqlite3_stmt *st = store__stmt(db, "SELECT line, device_key FROM batch_items WHERE account = ? AND batch = ? AND serial = ?");
+	sqlite3_stmt *st = store__stmt(db, "SELECT line, device_key, generation FROM batch_items WHERE account = ? AND batch = ? AND serial = ?");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_int64(st, 1, account);
 	sqlite3_bind_text(st, 2, batch, -1, SQLITE_STATIC);
@@ -304,21 +304,38 @@ imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, co
 	if(rc == SQLITE_ROW) {
 		*line = sqlite3_column_int64(st, 0);
 		*device_key = sqlite3_column_int64(st, 1);
+		*generation = sqlite3_column_int64(st, 2);
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? IMP_OK : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
 }
 
 imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,
-                              int64_t device_key)
+                              int64_t device_key, int64_t generation)
 {
-	sqlite3_stmt *st = store__stmt(db, "INSERT INTO batch_items (account, batch, serial, line, device_key) VALUES (?, ?, ?, ?, ?)");
+	sqlite3_stmt *st = store__stmt(db, "INSERT INTO batch_items (account, batch, serial, line, device_key, generation)"
+	                                   " VALUES (?, ?, ?, ?, ?, ?)");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_int64(st, 1, account);
 	sqlite3_bind_text(st, 2, batch, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, line);
 	sqlite3_bind_int64(st, 5, device_key);
+	sqlite3_bind_int64(st, 6, generation);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return store__rc(rc);
+}
+
+imp_err imp_db_batch_item_touch(imp_db *db, int64_t account, const char *batch, const char *serial,
+                                int64_t generation)
+{
+	sqlite3_stmt *st = store__stmt(db, "UPDATE batch_items SET generation = ? WHERE account = ? AND batch = ? AND serial = ?");
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, generation);
+	sqlite3_bind_int64(st, 2, account);
+	sqlite3_bind_text(st, 3, batch, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, serial, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return store__rc(rc);
