@@ -10,6 +10,7 @@
  * that was never delivered. Sent at another line, it is a duplicate and refused. A batch
  * without a key gets a name of its own, so duplicates inside it are refused the same way. */
 #define _GNU_SOURCE /* O_TMPFILE */
+#include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -433,8 +434,9 @@ static imp_err batch_open(imp_req *r, void **state)
 	long long generation = 0;
 	if(gen) {
 		char *end;
+		errno = 0;
 		generation = strtoll(gen, &end, 10);
-		if(!key || !*gen || *end || generation < 0)
+		if(!key || !*gen || *end || generation < 0 || errno == ERANGE)
 			return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_header", "Idempotency-Generation",
 			                "Idempotency-Generation must be a non-negative integer, sent with an Idempotency-Key");
 	}

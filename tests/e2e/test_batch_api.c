@@ -114,7 +114,11 @@ static bresp post_batch(const char *token, const char *query, const char *extra,
 	}
 	h = curl_slist_append(h, "Content-Type: application/x-ndjson");
 	h = curl_slist_append(h, "Expect:");
-	if(extra) h = curl_slist_append(h, extra);
+	/* extra: one header line, or several separated by newlines */
+	char lines[1024];
+	snprintf(lines, sizeof lines, "%s", extra ? extra : "");
+	for(char *save = NULL, *l = strtok_r(lines, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+		h = curl_slist_append(h, l);
 	curl_easy_setopt(CURL_H, CURLOPT_URL, url);
 	curl_easy_setopt(CURL_H, CURLOPT_POST, 1L);
 	curl_easy_setopt(CURL_H, CURLOPT_HTTPHEADER, h);
@@ -1065,6 +1069,44 @@ static void long_keys_are_distinct(void **state)
 	assert_int_equal(count_serial("TRUNC-1"), 4);
 }
 
+/* A killed client's request that the server handles after the rerun's (which carries a
+ * higher Idempotency-Generation) must not replace the rerun's secret. */
+static void stale_generation_is_superseded(void **state)
+{
+	sbuf b = {0};
+	good_line(&b, PW, "GEN-1");
+	bresp r5 = run("credentials=true", "Idempotency-Key: gen\nIdempotency-Generation: 5", &b);
+	ok_line(&r5, 0, 1, 1);
+	bresp r3 = run("credentials=true", "Idempotency-Key: gen\nIdempotency-Generation: 3", &b);
+	err_line(&r3, 0, 1, "superseded", NULL);
+	/* generation 5's secret still works */
+	assert_string_equal(authn(id_of(&r5, 0), secret_of(&r5, 0)), "allow");
+	bresp r7 = run("credentials=true", "Idempotency-Key: gen\nIdempotency-Generation: 7", &b);
+	ok_line(&r7, 0, 1, 1);
+	assert_string_equal(id_of(&r7, 0), id_of(&r5, 0));
+	assert_string_equal(authn(id_of(&r5, 0), secret_of(&r5, 0)), "deny");
+	assert_string_equal(authn(id_of(&r7, 0), secret_of(&r7, 0)), "allow");
+	/* Without a generation (0) it is older than 7 too. */
+	bresp r0 = run("credentials=true", "Idempotency-Key: gen", &b);
+	err_line(&r0, 0, 1, "superseded", NULL);
+	/* Bad values, and a generation without a key: 400 before any line. */
+	static const char *const bad[] = {"Idempotency-Key: gen\nIdempotency-Generation: -1",
+	                                  "Idempotency-Key: gen\nIdempotency-Generation: x",
+	                                  "Idempotency-Key: gen\nIdempotency-Generation: 99999999999999999999",
+	                                  "Idempotency-Generation: 9"};
+	for(size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		bresp e = post_batch(PROV, "credentials=true", bad[i], b.p, b.n, 0);
+		assert_int_equal(e.status, 400);
+		bresp_free(&e);
+	}
+	assert_string_equal(authn(id_of(&r7, 0), secret_of(&r7, 0)), "allow");
+	bresp_free(&r5);
+	bresp_free(&r3);
+	bresp_free(&r7);
+	bresp_free(&r0);
+	free(b.p);
+}
+
 static void same_serial_100k(void **state)
 {
 	const size_t N = 100000;
@@ -1195,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(resumption),
 		cmocka_unit_test(answer_is_what_is_stored),
 		cmocka_unit_test(long_keys_are_distinct),
+		cmocka_unit_test(stale_generation_is_superseded),
 		cmocka_unit_test(same_serial_100k),
 		cmocka_unit_test(no_secret_leaks),
 		cmocka_unit_test(leading_empty_line),
