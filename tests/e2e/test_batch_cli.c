@@ -155,7 +155,7 @@ static void format_csv(void **state)
 	                          "channels\n");
 	int n = 0;
 	while(fgets(line, sizeof line, f)) {
-		char *fld[14], serial[32];
+		char *fld[14] = {0}, serial[32];
 		assert_int_equal(split_row(line, fld, 14), 14);
 		snprintf(serial, sizeof serial, "C-%d", ++n);
 		assert_string_equal(fld[0], serial);
@@ -184,7 +184,7 @@ static void format_nvs(void **state)
 	assert_non_null(fgets(line, sizeof line, f));
 	assert_string_equal(line, "imprint,namespace,\n");
 	while(fgets(line, sizeof line, f)) {
-		char *fld[3];
+		char *fld[3] = {0};
 		assert_int_equal(split_row(line, fld, 3), 3);
 		assert_true(strlen(fld[0]) >= 1 && strlen(fld[0]) <= 15);
 		assert_string_equal(fld[1], "data");
@@ -198,7 +198,7 @@ static void format_nvs(void **state)
 	assert_string_equal(line, keys);
 	int n = 0;
 	while(fgets(line, sizeof line, f)) {
-		char *fld[11], serial[32], prefix[200];
+		char *fld[11] = {0}, serial[32], prefix[200];
 		assert_int_equal(split_row(line, fld, 11), 11);
 		snprintf(serial, sizeof serial, "N-%d", ++n);
 		assert_string_equal(fld[1], serial);
