@@ -31,7 +31,7 @@ echo "== seeding $DEVICES devices in $ORGS organizations"
 "$SEED" "$WORK/data" "$DEVICES" "$ORGS" "$WORK"
 echo "== store: $(du -sh "$WORK/data" | cut -f1)"
 
-"$IMPRINT" serve --data "$WORK/data" --listen 127.0.0.1:0 2> "$WORK/serve.log" &
+"$IMPRINT" serve --data "$WORK/data" --listen 127.0.0.1:0 --no-broker 2> "$WORK/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
 URL=$(sed -nE 's/.*listening on (http[^ ]+).*/\1/p' "$WORK/serve.log" | head -1)

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "core/devca.h"
 #include "core/mem.h"
+#include "core/servertls.h"
 #include "store/store.h"
 
 typedef struct {
@@ -142,6 +143,10 @@ int imp_cmd_init(int argc, char **argv)
 	int status = db ? make_account(db, o.data, &keys, o.email, o.json) : 1;
 	imp_store_close(&store);
 	sodium_memzero(&keys, sizeof keys);
+	/* The broker's TLS certificate; serve makes it too when it is missing. */
+	if(status == 0 && (rc = imp_server_tls_ensure(o.data, NULL)))
+		fprintf(stderr, "imprint init: could not create the TLS certificate in %s/%s (%s); serve makes it\n", o.data,
+		        IMP_TLS_DIR, imp_err_name(rc));
 	return status;
 }
 

@@ -11,7 +11,9 @@ static int usage(void)
 	        "usage: imprint <command> [options]\n"
 	        "  init --data DIR [--email ADDRESS] [--json]      create a data directory and its first account\n"
 	        "  account create --data DIR [--email ADDRESS] [--json]   add an account with its own admin\n"
-	        "  serve --data DIR [--listen HOST:PORT]           serve the API (default 127.0.0.1:8080)\n"
+	        "  serve --data DIR [--listen HOST:PORT] [--no-broker] [broker options]\n"
+	        "                                                  serve the API (default 127.0.0.1:8080) and the\n"
+	        "                                                  MQTT broker (1883, 8883, 8884: docs/broker.md)\n"
 	        "  routes                                          list the API's routes\n"
 	        "  batch --template ID --serials FILE --out FILE [--name NAME] [--format jsonl|csv|nvs|dir]\n"
 	        "        [--server URL]                            credential bundles for a file of serial numbers\n");

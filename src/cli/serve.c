@@ -1,5 +1,6 @@
-/* imprint serve: the API until SIGINT or SIGTERM. The signals are blocked before any
- * thread starts, so only sigwait() here sees them, and requests in flight finish. */
+/* imprint serve: the API and the broker until SIGINT or SIGTERM. The signals are blocked
+ * before any thread starts, so only sigwait() here sees them, and requests in flight
+ * finish; then the broker is stopped. */
 #include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
@@ -9,24 +10,54 @@
 
 #include "api/router.h"
 #include "api/server.h"
+#include "cli/broker.h"
 #include "cli/cli.h"
 #include "core/ratelimit.h"
+
+static int usage(void)
+{
+	fprintf(stderr,
+	        "usage: imprint serve --data DIR [--listen HOST:PORT] [--no-broker]\n"
+	        "         [--mqtt-listen HOST:PORT|off] [--mqtt-insecure] [--mqtts-listen HOST:PORT|off]\n"
+	        "         [--mqtts-cert-listen HOST:PORT|off] [--tls-cert FILE --tls-key FILE]\n"
+	        "         [--broker-plugin FILE] [--broker-insecure-no-plugin] [--mosquitto FILE]\n");
+	return 2;
+}
 
 int imp_cmd_serve(int argc, char **argv)
 {
 	const char *data = NULL, *listen = "127.0.0.1:8080";
+	int no_broker = 0;
+	imp_broker_opts bo = {.mqtt_listen = IMP_MQTT_LISTEN,
+	                      .mqtts_listen = IMP_MQTTS_LISTEN,
+	                      .mqtts_cert_listen = IMP_MQTTS_CERT_LISTEN};
 	for(int i = 0; i < argc; i++) {
-		if(strcmp(argv[i], "--data") == 0 && i + 1 < argc) data = argv[++i];
-		else if(strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
-		else {
-			fprintf(stderr, "usage: imprint serve --data DIR [--listen HOST:PORT]\n");
-			return 2;
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char **slot = NULL;
+		if(strcmp(a, "--data") == 0) slot = &data;
+		else if(strcmp(a, "--listen") == 0) slot = &listen;
+		else if(strcmp(a, "--mqtt-listen") == 0) slot = &bo.mqtt_listen;
+		else if(strcmp(a, "--mqtts-listen") == 0) slot = &bo.mqtts_listen;
+		else if(strcmp(a, "--mqtts-cert-listen") == 0) slot = &bo.mqtts_cert_listen;
+		else if(strcmp(a, "--tls-cert") == 0) slot = &bo.tls_cert;
+		else if(strcmp(a, "--tls-key") == 0) slot = &bo.tls_key;
+		else if(strcmp(a, "--broker-plugin") == 0) slot = &bo.plugin;
+		else if(strcmp(a, "--mosquitto") == 0) slot = &bo.mosquitto;
+		else if(strcmp(a, "--no-broker") == 0) no_broker = 1;
+		else if(strcmp(a, "--mqtt-insecure") == 0) bo.mqtt_insecure = 1;
+		else if(strcmp(a, "--broker-insecure-no-plugin") == 0) bo.insecure_no_plugin = 1;
+		else return usage();
+		if(slot) {
+			if(!v) return usage();
+			*slot = v;
+			i++;
 		}
 	}
 	if(!data) {
 		fprintf(stderr, "imprint serve: --data DIR is required\n");
 		return 2;
 	}
+	bo.data_dir = data;
 	char db_path[4096], key_path[4096];
 	snprintf(db_path, sizeof db_path, "%s/%s", data, IMP_DB_FILE);
 	snprintf(key_path, sizeof key_path, "%s/%s", data, IMP_KEYS_FILE);
@@ -57,9 +88,15 @@ int imp_cmd_serve(int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	unsigned threads = cores > 0 ? (unsigned)cores * 8 : 16;
 	imp_server *srv = NULL;
+	imp_broker *broker = NULL;
+	int status = 0;
+	/* The broker first: the API's "listening" line then means both are up. */
+	if(!no_broker && imp_broker_start(&bo, &broker)) {
+		status = 2;
+		goto out;
+	}
 	imp_err rc = app.login_by_email && app.login_by_addr ? imp_server_start(&app, listen, threads, &srv)
 	                                                     : IMP_ERR_NOMEM;
-	int status = 0;
 	if(rc) {
 		fprintf(stderr, "imprint serve: cannot listen on %s (%s)\n", listen, imp_err_name(rc));
 		status = 1;
@@ -74,6 +111,8 @@ int imp_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "imprint: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 		imp_server_stop(&srv, 10000);
 	}
+	imp_broker_stop(&broker);
+out:
 	imp_ratelimit_free(&app.login_by_email);
 	imp_ratelimit_free(&app.login_by_addr);
 	imp_store_close(&app.store);

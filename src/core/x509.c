@@ -1,5 +1,7 @@
 #include "core/x509.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -513,6 +515,75 @@ out:
 	X509_free(ca);
 	EVP_PKEY_free(ca_key);
 	X509_REQ_free(req);
+	ERR_pop_to_mark();
+	return rc;
+}
+
+#define SAN_NAMES_MAX 16
+#define SAN_NAME_MAX  253 /* longest DNS name */
+
+/* "DNS:name" or "IP:address" for each name, comma-separated, into out. A name with a
+ * character that would change the meaning of the list (a comma, a colon outside an address,
+ * whitespace or a control character) is refused. */
+static imp_err san_list(const char *const *names, size_t n, char *out, size_t cap)
+{
+	size_t used = 0;
+	out[0] = '\0';
+	if(n < 1 || n > SAN_NAMES_MAX) return IMP_ERR_INVALID;
+	for(size_t i = 0; i < n; i++) {
+		const char *name = names[i];
+		size_t len = name ? strlen(name) : 0;
+		if(len < 1 || len > SAN_NAME_MAX) return IMP_ERR_INVALID;
+		unsigned char addr[16];
+		int ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+		for(size_t j = 0; !ip && j < len; j++) {
+			unsigned char c = (unsigned char)name[j];
+			if(!(isalnum(c) || c == '-' || c == '.' || c == '_' || c == '*')) return IMP_ERR_INVALID;
+		}
+		int w = snprintf(out + used, cap - used, "%s%s:%s", i ? "," : "", ip ? "IP" : "DNS", name);
+		if(w < 0 || (size_t)w >= cap - used) return IMP_ERR_INVALID;
+		used += (size_t)w;
+	}
+	return IMP_OK;
+}
+
+imp_err imp_server_cert_create(const char *ca_cert_pem, const char *ca_key_pem, const char *const *names, size_t n,
+                               int days, char **cert_pem, char **key_pem)
+{
+	X509 *ca = NULL, *x = NULL;
+	EVP_PKEY *ca_key = NULL, *key = NULL;
+	char san[SAN_NAMES_MAX * (SAN_NAME_MAX + 6)];
+	imp_err rc;
+	*cert_pem = *key_pem = NULL;
+	if(days < 1 || days > DAYS_MAX || (rc = san_list(names, n, san, sizeof san))) return IMP_ERR_INVALID;
+	const char *cn = name_ok(names[0]) ? names[0] : "imprint server";
+	ERR_set_mark();
+	if((rc = ca_read(ca_cert_pem, ca_key_pem, &ca, &ca_key))) goto out;
+	if(!(key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) || !(x = X509_new())) {
+		rc = IMP_ERR_CRYPTO;
+		goto out;
+	}
+	if((rc = cert_body(x, cn, days, key))) goto out;
+	if(X509_set_issuer_name(x, X509_get_subject_name(ca)) != 1 ||
+	   add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") ||
+	   add_ext(x, ca, NID_key_usage, "critical,digitalSignature") ||
+	   add_ext(x, ca, NID_ext_key_usage, "serverAuth") || add_ext(x, ca, NID_subject_alt_name, san) ||
+	   add_ext(x, ca, NID_subject_key_identifier, "hash") || add_ext(x, ca, NID_authority_key_identifier, "keyid") ||
+	   X509_sign(x, ca_key, EVP_sha256()) <= 0) {
+		rc = IMP_ERR_CRYPTO;
+		goto out;
+	}
+	if((rc = cert_text(x, cert_pem)) || (rc = key_text(key, key_pem))) goto out;
+out:
+	if(rc) {
+		imp_free(*cert_pem);
+		*cert_pem = NULL;
+		imp_key_pem_free(key_pem);
+	}
+	X509_free(x);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+	EVP_PKEY_free(key);
 	ERR_pop_to_mark();
 	return rc;
 }

@@ -61,6 +61,17 @@ imp_err imp_ca_create(const char *common_name, int days, char **cert_pem, char *
 imp_err imp_csr_sign(const char *csr_pem, size_t len, const char *ca_cert_pem, const char *ca_key_pem, const char *cn,
                      int days, char **cert_pem, char *why, size_t whylen);
 
+/* Issues a TLS server certificate signed by the CA (ca_cert_pem, ca_key_pem:
+ * NUL-terminated) for the n names (1-16, each 1-253 bytes): IPv4 and IPv6 addresses become
+ * IP subjectAltNames, anything else a DNS one; the first name is also the CN (when it fits
+ * in 64 bytes). EC P-256 key, CA:FALSE, keyUsage digitalSignature, extendedKeyUsage
+ * serverAuth, a random serial, days days (1-36500), backdated 5 minutes. Caller frees
+ * *cert_pem with imp_free and *key_pem with imp_key_pem_free.
+ * IMP_ERR_INVALID for bad names or days; IMP_ERR_CRYPTO when the CA does not load or its
+ * key does not match; IMP_ERR_NOMEM. */
+imp_err imp_server_cert_create(const char *ca_cert_pem, const char *ca_key_pem, const char *const *names, size_t n,
+                               int days, char **cert_pem, char **key_pem);
+
 /* Makes a device key pair (EC P-256) and a CSR for it with CN=cn (1-64 bytes), so a
  * certificate device can be prepared locally and its private key never crosses the
  * network. Caller frees *key_pem with imp_key_pem_free and *csr_pem with imp_free.

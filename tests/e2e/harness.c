@@ -69,7 +69,10 @@ static int spawn(h_server *s)
 		dup2(fd, 2);
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
-		execl(IMP_BIN, IMP_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", (char *)NULL);
+		const char *argv[6 + 16 + 1] = {IMP_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0"};
+		for(int i = 0; i < s->nargs; i++) argv[6 + i] = s->args[i];
+		argv[6 + s->nargs] = NULL;
+		execv(IMP_BIN, (char *const *)argv);
 		_exit(127);
 	}
 	close(fd);
@@ -94,6 +97,7 @@ static int spawn(h_server *s)
 		int st;
 		if(waitpid(pid, &st, WNOHANG) == pid) {
 			s->pid = 0;
+			s->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 			return -1;
 		}
 		usleep(10000);
@@ -101,9 +105,14 @@ static int spawn(h_server *s)
 	return -1;
 }
 
-int h_server_start(h_server *s)
+int h_server_start(h_server *s) { return h_server_start_args(s, NULL); }
+
+int h_server_start_args(h_server *s, const char *const *serve_args)
 {
+	static const char *const no_broker[] = {"--no-broker", NULL};
 	memset(s, 0, sizeof *s);
+	for(const char *const *a = serve_args ? serve_args : no_broker; *a && s->nargs < 16; a++)
+		snprintf(s->args[s->nargs++], sizeof s->args[0], "%s", *a);
 	snprintf(s->data, sizeof s->data, "/tmp/imprint-test-XXXXXX");
 	if(!mkdtemp(s->data)) return -1;
 	snprintf(s->log, sizeof s->log, "%s.log", s->data);

@@ -20,10 +20,18 @@ typedef struct {
 	char url[64];         /* http://127.0.0.1:PORT */
 	pid_t pid;
 	h_account admin;      /* the account `imprint init` made */
+	char args[16][256];   /* serve's arguments after --data and --listen */
+	int nargs;
+	int exit_status;      /* when serve ended before listening: its exit status (or -1) */
 } h_server;
 
-/* Initialises a fresh data directory and starts the server. 0 on success. */
+/* Initialises a fresh data directory and starts the server without the broker
+ * (--no-broker). 0 on success. */
 int h_server_start(h_server *s);
+/* The same with serve's arguments after --data and --listen (at most 16, NULL-terminated;
+ * NULL is the default, --no-broker). Pass the broker's options here to have one. They are
+ * kept for h_server_restart. On failure s->exit_status and s->log tell why. */
+int h_server_start_args(h_server *s, const char *const *args);
 /* Starts the server again on the same data directory (after stop or kill). */
 int h_server_restart(h_server *s);
 /* SIGTERM and wait; returns the exit status (or -1). Does not remove the data. */
