@@ -46,7 +46,7 @@ for creds in $MODES; do
   DATA="$WORK/data-$creds"
   "$IMPRINT" init --data "$DATA" --json > "$WORK/account.json"
   TOKEN=$(sed -E 's/.*"apiKey":"([^"]+)".*/\1/' "$WORK/account.json")
-  "$IMPRINT" serve --data "$DATA" --listen 127.0.0.1:0 2> "$WORK/serve.log" &
+  "$IMPRINT" serve --data "$DATA" --listen 127.0.0.1:0 --no-broker 2> "$WORK/serve.log" &
   SERVER_PID=$!
   for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
   URL=$(sed -nE 's/.*listening on (http[^ ]+).*/\1/p' "$WORK/serve.log" | head -1)
