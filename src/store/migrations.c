@@ -74,6 +74,13 @@ static const char *const MIGRATIONS[] = {
 	"CREATE TABLE batch_items (account INTEGER NOT NULL, batch TEXT NOT NULL, serial TEXT NOT NULL,"
 	"  line INTEGER NOT NULL, device_key INTEGER NOT NULL, PRIMARY KEY (account, batch, serial))"
 	"  WITHOUT ROWID;",
+
+	/* 3: the change feed the broker plugin reads on its tick (see imp_db_change). seq is
+	 * AUTOINCREMENT so a pruned seq is never reused and the reader's "seq > last" never
+	 * misses a row. */
+	"CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, entity_id TEXT NOT NULL,"
+	"  what TEXT NOT NULL, at INTEGER NOT NULL);"
+	"CREATE INDEX changes_at ON changes (at);",
 };
 
 const char *const *imp_migrations(int *count)
