@@ -30,7 +30,7 @@ static const char *after(const char *topic, const char *prefix)
 	return strncmp(topic, prefix, n) == 0 ? topic + n : NULL;
 }
 
-static const imp_acl_channel *channel(const imp_principal *p, const char *name)
+static const imp_acl_channel *channel(const imp_mqtt_principal *p, const char *name)
 {
 	for(size_t i = 0; i < p->nchannels; i++) {
 		if(strcmp(p->channels[i].name, name) == 0) return &p->channels[i];
@@ -39,7 +39,7 @@ static const imp_acl_channel *channel(const imp_principal *p, const char *name)
 }
 
 /* A device: its own topics only. reading covers READ and exact SUBSCRIBE. */
-static int device_allowed(const imp_principal *p, const char *topic, int wildcard, imp_acl_action action, int qos)
+static int device_allowed(const imp_mqtt_principal *p, const char *topic, int wildcard, imp_acl_action action, int qos)
 {
 	char own[96], ctrl[64];
 	snprintf(own, sizeof own, "xi/blue/v1/%s/d/%s/", p->account_id, p->id);
@@ -64,7 +64,7 @@ static int device_allowed(const imp_principal *p, const char *topic, int wildcar
 }
 
 /* An account user: anything in its own account's tree, nothing else. */
-static int account_user_allowed(const imp_principal *p, const char *topic)
+static int account_user_allowed(const imp_mqtt_principal *p, const char *topic)
 {
 	char own[64];
 	int n = snprintf(own, sizeof own, "xi/blue/v1/%s/", p->account_id);
@@ -72,7 +72,7 @@ static int account_user_allowed(const imp_principal *p, const char *topic)
 	return strncmp(topic, own, (size_t)n - 1) == 0 && topic[n - 1] == '\0';
 }
 
-int imp_acl_allowed(const imp_principal *p, const char *topic, imp_acl_action action, int qos)
+int imp_acl_allowed(const imp_mqtt_principal *p, const char *topic, imp_acl_action action, int qos)
 {
 	if(!p || !topic || !topic[0] || topic[0] == '$') return 0;
 	if(strlen(p->account_id) != IMP_UUID_LEN || strlen(p->id) != IMP_UUID_LEN) return 0;

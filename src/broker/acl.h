@@ -37,7 +37,7 @@ typedef struct {
 	char id[IMP_UUID_LEN + 1];         /* the device's or user's id (the MQTT client id) */
 	size_t nchannels;
 	imp_acl_channel *channels;         /* a device's channels; owned by whoever filled it */
-} imp_principal;
+} imp_mqtt_principal;
 
 /* The channel permission bits of a channel template's "permission" value
  * (publish-subscribe, publish, subscribe); 0 for anything else. */
@@ -47,6 +47,6 @@ unsigned imp_acl_perm_parse(const char *permission);
  * SUBSCRIBE), else 0. qos is the message's QoS for WRITE (the control topic takes QoS 0
  * only); ignored otherwise. Malformed topics (empty levels are fine, misplaced wildcards,
  * wildcards in a topic name, '$' topics) are refused. */
-int imp_acl_allowed(const imp_principal *p, const char *topic, imp_acl_action action, int qos);
+int imp_acl_allowed(const imp_mqtt_principal *p, const char *topic, imp_acl_action action, int qos);
 
 #endif

@@ -65,7 +65,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	else v = check_certificate(ed->client, clientid, ed->username, cert, &row);
 	X509_free(cert);
 	if(v == IMP_ALLOW) {
-		imp_principal p;
+		imp_mqtt_principal p;
 		imp_err rc = imp_principal_load(G.db, clientid, &row, &p);
 		if(!rc) rc = plugin__clients_put(ed->client, &p);
 		if(rc) v = IMP_DENY_STORE;

@@ -60,7 +60,7 @@ void plugin__clients_del(const char *id)
 	}
 }
 
-imp_err plugin__clients_put(const void *conn, imp_principal *p)
+imp_err plugin__clients_put(const void *conn, imp_mqtt_principal *p)
 {
 	plugin__clients_del(p->id);
 	if(count >= nbuckets && grow() && !nbuckets) {

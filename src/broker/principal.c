@@ -6,7 +6,7 @@
 #include "core/mem.h"
 
 struct collect {
-	imp_principal *p;
+	imp_mqtt_principal *p;
 	size_t cap;
 	imp_err rc;
 };
@@ -14,7 +14,7 @@ struct collect {
 static int add_channel(const char *name, const char *permission, void *arg)
 {
 	struct collect *c = arg;
-	imp_principal *p = c->p;
+	imp_mqtt_principal *p = c->p;
 	if(p->nchannels == c->cap) {
 		size_t cap = c->cap ? 2 * c->cap : 8;
 		imp_acl_channel *grown = imp_realloc(p->channels, cap * sizeof *grown);
@@ -31,7 +31,7 @@ static int add_channel(const char *name, const char *permission, void *arg)
 	return 0;
 }
 
-imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_principal *p)
+imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_mqtt_principal *p)
 {
 	memset(p, 0, sizeof *p);
 	snprintf(p->id, sizeof p->id, "%s", id);
@@ -48,7 +48,7 @@ imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, 
 	return rc;
 }
 
-void imp_principal_clear(imp_principal *p)
+void imp_principal_clear(imp_mqtt_principal *p)
 {
 	imp_free(p->channels);
 	p->channels = NULL;

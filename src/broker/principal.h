@@ -10,9 +10,9 @@
  * allocated here; release with imp_principal_clear()). IMP_ERR_NOT_FOUND when a device
  * vanished meanwhile, IMP_ERR_INVALID for an entity type with no topic rules,
  * IMP_ERR_NOMEM, or the store's error. */
-imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_principal *p);
+imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_mqtt_principal *p);
 
 /* Frees p's channels; p may then be reused. */
-void imp_principal_clear(imp_principal *p);
+void imp_principal_clear(imp_mqtt_principal *p);
 
 #endif

@@ -669,6 +669,82 @@ static void revoke_and_delete_disconnect(void **state)
 	assert_int_equal(connack(dev(DP), NULL, SECRET[DP], 4), 5);
 }
 
+/* POST /api/v1/broker/authorize: the same rules over HTTP, for a broker-scoped key. */
+static const char *authz(const char *key, const char *clientid, const char *username, const char *topic_,
+                         const char *action, long *status)
+{
+	static char result[16];
+	json_t *b = json_pack("{s:s, s:s, s:s}", "clientid", clientid, "topic", topic_, "action", action);
+	if(username) json_object_set_new(b, "username", json_string(username));
+	char *body = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	h_resp r = api_as(key, "POST", "/api/v1/broker/authorize", body, NULL);
+	free(body);
+	*status = r.status;
+	snprintf(result, sizeof result, "%s", r.status == 200 && h_str(&r, "result") ? h_str(&r, "result") : "-");
+	h_resp_free(&r);
+	return result;
+}
+
+static void authorize_hook(void **state)
+{
+	char key[128], t[256], body[200];
+	long st;
+	h_resp r = api("POST", "/api/v1/api-keys", "{\"name\":\"mqtt-broker\",\"scopes\":[\"broker\"]}");
+	check_resp(&r, 201, NULL, NULL, "broker key");
+	snprintf(key, sizeof key, "%s", h_str(&r, "apiKey.key"));
+	h_resp_free(&r);
+	const char *acct = S.admin.account_id, *d1 = dev(D1);
+	static const struct { const char *rest, *action, *want; } CASES[] = {
+		{"both", "publish", "allow"}, {"both", "subscribe", "allow"}, {"up", "publish", "allow"},
+		{"up", "subscribe", "deny"}, {"down", "publish", "deny"}, {"down", "subscribe", "allow"},
+		{"_log", "publish", "allow"}, {"_log", "subscribe", "deny"}, {"_set/fields", "publish", "allow"},
+		{"_updates/fields", "subscribe", "allow"}, {"_updates/fields", "publish", "deny"},
+		{"_rejected", "subscribe", "allow"}, {"#", "subscribe", "allow"}, {"#", "publish", "deny"},
+	};
+	for(size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+		topic(t, sizeof t, acct, d1, CASES[i].rest);
+		const char *got = authz(key, d1, NULL, t, CASES[i].action, &st);
+		if(st != 200 || strcmp(got, CASES[i].want) != 0)
+			fail_msg("%s %s: %ld %s, want %s", CASES[i].action, CASES[i].rest, st, got, CASES[i].want);
+	}
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/cln", d1);
+	assert_string_equal(authz(key, d1, d1, t, "subscribe", &st), "allow");
+	assert_string_equal(authz(key, d1, "", t, "publish", &st), "deny");
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/svc", d1);
+	assert_string_equal(authz(key, d1, NULL, t, "publish", &st), "allow");
+	assert_string_equal(authz(key, d1, NULL, "#", "subscribe", &st), "deny");
+	snprintf(t, sizeof t, "xi/blue/v1/%s/#", acct);
+	assert_string_equal(authz(key, d1, NULL, t, "subscribe", &st), "deny");
+	topic(t, sizeof t, acct, d1, "both");
+	assert_string_equal(authz(key, d1, dev(D2), t, "publish", &st), "deny");          /* username mismatch */
+	assert_string_equal(authz(key, dev(D2), NULL, t, "publish", &st), "deny");        /* another device */
+	assert_string_equal(authz(key, "0190a0b0-0000-7000-8000-000000000000", NULL, t, "publish", &st), "deny");
+	assert_string_equal(authz(key, dev(DP), NULL, t, "publish", &st), "deny");        /* deleted */
+	topic(t, sizeof t, B.account_id, dev(DB), "both");
+	assert_string_equal(authz(key, dev(DB), NULL, t, "publish", &st), "deny");        /* B's template has no channels */
+	topic(t, sizeof t, B.account_id, dev(DB), "_log");
+	assert_string_equal(authz(key, dev(DB), NULL, t, "publish", &st), "allow");
+	/* bodies and scopes */
+	topic(t, sizeof t, acct, d1, "both");
+	authz(S.admin.api_key, d1, NULL, t, "publish", &st);
+	assert_int_equal(st, 403);
+	authz("nope", d1, NULL, t, "publish", &st);
+	assert_int_equal(st, 401);
+	authz(key, d1, NULL, t, "read", &st);
+	assert_int_equal(st, 400);
+	snprintf(body, sizeof body, "{\"clientid\":\"%s\",\"topic\":\"x\"}", d1);
+	r = api_as(key, "POST", "/api/v1/broker/authorize", body, NULL);
+	check_resp(&r, 400, "missing_field", "action", "no action");
+	h_resp_free(&r);
+	r = api_as(key, "POST", "/api/v1/broker/authorize", "{\"clientid\":\"x\",\"topic\":\"x\",\"action\":\"publish\",\"extra\":1}", NULL);
+	check_resp(&r, 400, "unknown_field", NULL, "unknown field");
+	h_resp_free(&r);
+	r = api_as(key, "POST", "/api/v1/broker/authorize", "{\"clientid\":1,\"topic\":\"x\",\"action\":\"publish\"}", NULL);
+	check_resp(&r, 400, "invalid_type", NULL, "clientid type");
+	h_resp_free(&r);
+}
+
 static int teardown(void **state)
 {
 	int st = broker_stop();
@@ -702,6 +778,7 @@ int main(void)
 		cmocka_unit_test(regenerate_disconnects),
 		cmocka_unit_test(disable_disconnects),
 		cmocka_unit_test(revoke_and_delete_disconnect),
+		cmocka_unit_test(authorize_hook),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

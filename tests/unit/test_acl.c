@@ -24,14 +24,14 @@ static imp_acl_channel CHANNELS[] = {
 	{"multi/level", IMP_CH_PUBLISH | IMP_CH_SUBSCRIBE},
 };
 
-static const imp_principal DEVICE = {IMP_PRINCIPAL_DEVICE, A, D, 4, CHANNELS};
-static const imp_principal USER = {IMP_PRINCIPAL_ACCOUNT_USER, A, U, 0, NULL};
-static const imp_principal END_USER = {IMP_PRINCIPAL_END_USER, A, U, 0, NULL};
+static const imp_mqtt_principal DEVICE = {IMP_PRINCIPAL_DEVICE, A, D, 4, CHANNELS};
+static const imp_mqtt_principal USER = {IMP_PRINCIPAL_ACCOUNT_USER, A, U, 0, NULL};
+static const imp_mqtt_principal END_USER = {IMP_PRINCIPAL_END_USER, A, U, 0, NULL};
 
 enum { R = IMP_ACL_READ, W = IMP_ACL_WRITE, S = IMP_ACL_SUBSCRIBE };
 
 typedef struct {
-	const imp_principal *who;
+	const imp_mqtt_principal *who;
 	const char *topic;
 	int action, qos, want;
 } acase;
@@ -104,7 +104,7 @@ static void perm_parse(void **state)
 
 static void empty_principal(void **state)
 {
-	imp_principal p = {0};
+	imp_mqtt_principal p = {0};
 	assert_false(imp_acl_allowed(&p, "xi/blue/v1//d//_log", IMP_ACL_WRITE, 0));
 	assert_false(imp_acl_allowed(NULL, DEV "both", IMP_ACL_WRITE, 0));
 	assert_false(imp_acl_allowed(&DEVICE, NULL, IMP_ACL_WRITE, 0));
