@@ -87,13 +87,22 @@ static int broker_start(void)
 	struct passwd *pw = getpwuid(getuid());
 	fprintf(f, "listener %d 127.0.0.1\nallow_anonymous false\npersistence false\n"
 	           "plugin %s\nplugin_opt_data %s\nlog_dest stderr\nlog_type all\nuser %s\n",
-	        PORT, IMP_PLUGIN, S.data, pw ? pw->pw_name : "root");
+	        PORT, getenv("IMP_TEST_PLUGIN") ? getenv("IMP_TEST_PLUGIN") : IMP_PLUGIN, S.data, pw ? pw->pw_name : "root");
 	fclose(f);
 	BROKER = fork();
 	if(BROKER == 0) {
 		int fd = open(BLOG, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		dup2(fd, 2);
 		dup2(fd, 1);
+		/* IMP_TEST_BROKER_WRAP (e.g. "valgrind --error-exitcode=9") runs the broker under a
+		 * tool, with IMP_TEST_PLUGIN naming a plugin built without sanitizers. */
+		const char *wrap = getenv("IMP_TEST_BROKER_WRAP");
+		if(wrap) {
+			char cmd[1024];
+			snprintf(cmd, sizeof cmd, "exec %s %s -c %s", wrap, IMP_MOSQUITTO, CONF);
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
 #ifdef IMP_PRELOAD
 		/* The plugin is built with the sanitizers: their runtime must come first. */
 		setenv("LD_PRELOAD", IMP_PRELOAD, 1);
@@ -102,7 +111,7 @@ static int broker_start(void)
 		execl(IMP_MOSQUITTO, IMP_MOSQUITTO, "-c", CONF, (char *)NULL);
 		_exit(127);
 	}
-	for(int i = 0; i < 200; i++) {
+	for(int i = 0; i < 800; i++) {
 		if(port_open(PORT)) return 0;
 		sleep_ms(25);
 	}
