@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config
   libmicrohttpd-dev libjansson-dev libssl-dev libsodium-dev libsqlite3-dev
   libcurl4-openssl-dev libcmocka-dev sqlite3 wrk curl
-  mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
+  mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients valgrind
 )
 
 missing=()

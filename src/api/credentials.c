@@ -10,6 +10,7 @@
 #include "api/auth.h"
 #include "api/handlers.h"
 #include "api/resource.h"
+#include "broker/principal.h"
 #include "broker/verify.h"
 #include "core/crypto.h"
 #include "core/mem.h"
@@ -325,6 +326,60 @@ imp_err imp_h_broker_authenticate(imp_req *r)
 		if(verdict == IMP_DENY_STORE) rc = api_fail(r, IMP_ERR_STORE, NULL, NULL, "the store did not answer");
 		else rc = api_reply(r, 200, json_pack("{s:s, s:s}", "result", verdict == IMP_ALLOW ? "allow" : "deny", "reason",
 		                                      imp_verdict_name(verdict)));
+	}
+	json_decref(body);
+	return rc;
+}
+
+/* The topic rules of the plugin (broker/acl.c) for brokers that call HTTP. */
+imp_err imp_h_broker_authorize(imp_req *r)
+{
+	static const char *const known[] = {"clientid", "username", "topic", "action", NULL};
+	static const char *const actions[] = {"publish", "subscribe", NULL};
+	json_t *body = api_body_object(r);
+	if(!body) return IMP_ERR_BAD_REQUEST;
+	imp_err rc = IMP_OK;
+	const char *key;
+	json_t *v;
+	json_object_foreach(body, key, v) {
+		if(imp_choice_index(known, key) < 0) {
+			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "unknown_field", NULL, "unknown field in the body");
+			break;
+		}
+		if(!json_is_string(v) && !(json_is_null(v) && strcmp(key, "username") == 0)) {
+			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", key, "%s must be a string", key);
+			break;
+		}
+	}
+	const char *clientid = json_string_value(json_object_get(body, "clientid"));
+	const char *topic = json_string_value(json_object_get(body, "topic"));
+	const char *action = json_string_value(json_object_get(body, "action"));
+	if(!rc && !clientid) rc = api_fail(r, IMP_ERR_BAD_REQUEST, "missing_field", "clientid", "clientid is required");
+	if(!rc && !topic) rc = api_fail(r, IMP_ERR_BAD_REQUEST, "missing_field", "topic", "topic is required");
+	if(!rc && !action) rc = api_fail(r, IMP_ERR_BAD_REQUEST, "missing_field", "action", "action is required");
+	if(!rc && imp_choice_index(actions, action) < 0)
+		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_field", "action", "action must be publish or subscribe");
+	if(!rc) {
+		imp_auth_row row;
+		imp_mqtt_principal p = {0};
+		const char *reason;
+		imp_verdict verdict = imp_verify_identity(r->db, clientid, json_string_value(json_object_get(body, "username")), &row);
+		if(verdict == IMP_ALLOW) {
+			imp_err lrc = imp_principal_load(r->db, clientid, &row, &p);
+			if(lrc == IMP_ERR_NOT_FOUND) verdict = IMP_DENY_UNKNOWN;
+			else if(lrc == IMP_ERR_INVALID) verdict = IMP_DENY_METHOD;
+			else if(lrc) verdict = IMP_DENY_STORE;
+		}
+		int allowed = 0;
+		if(verdict == IMP_ALLOW) {
+			allowed = imp_acl_allowed(&p, topic, strcmp(action, "publish") == 0 ? IMP_ACL_WRITE : IMP_ACL_SUBSCRIBE, 0);
+			reason = allowed ? "allow" : "topic";
+		} else {
+			reason = imp_verdict_name(verdict);
+		}
+		imp_principal_clear(&p);
+		if(verdict == IMP_DENY_STORE) rc = api_fail(r, IMP_ERR_STORE, NULL, NULL, "the store did not answer");
+		else rc = api_reply(r, 200, json_pack("{s:s, s:s}", "result", allowed ? "allow" : "deny", "reason", reason));
 	}
 	json_decref(body);
 	return rc;

@@ -156,10 +156,12 @@ static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *
 	return rc;
 }
 
-/* A deleted device's credential goes with it, in the same transaction. */
+/* A deleted device's credential goes with it, in the same transaction, and its live MQTT
+ * session with it (change feed). */
 static imp_err device_before_delete(imp_req *r, const imp_entity *e)
 {
-	return imp_db_credential_delete_of(r->db, e->account, e->id.s);
+	imp_err rc = imp_db_credential_delete_of(r->db, e->account, e->id.s);
+	return rc ? rc : imp_db_change(r->db, e->id.s, "delete");
 }
 
 const imp_resource imp_res_device = {

@@ -15,6 +15,7 @@ imp_err imp_h_cred_delete(imp_req *r);          /* credentials.c */
 imp_err imp_h_device_disable(imp_req *r);       /* credentials.c */
 imp_err imp_h_device_enable(imp_req *r);        /* credentials.c */
 imp_err imp_h_broker_authenticate(imp_req *r);  /* credentials.c */
+imp_err imp_h_broker_authorize(imp_req *r);     /* credentials.c */
 extern const imp_stream_ops imp_batch_stream; /* batch.c */
 
 #endif

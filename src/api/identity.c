@@ -156,8 +156,9 @@ static imp_err user_before_delete(imp_req *r, const imp_entity *e)
 {
 	if(strcmp(e->id.s, r->who.actor_id.s) == 0)
 		return api_fail(r, IMP_ERR_INVALID, "self_delete", "id", "an account user cannot delete itself");
-	/* Its MQTT credential goes with it. */
-	return imp_db_credential_delete_of(r->db, e->account, e->id.s);
+	/* Its MQTT credential goes with it, and so does its live MQTT session (change feed). */
+	imp_err rc = imp_db_credential_delete_of(r->db, e->account, e->id.s);
+	return rc ? rc : imp_db_change(r->db, e->id.s, "delete");
 }
 
 const imp_resource imp_res_account_user = {

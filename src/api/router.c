@@ -57,6 +57,7 @@ static const imp_route ROUTES[] = {
 	R("GET", "/api/v1/access/certificate-authorities/{id}", imp_res_get, READ, &imp_res_certificate_authority),
 	R("DELETE", "/api/v1/access/certificate-authorities/{id}", imp_res_delete, ADMIN, &imp_res_certificate_authority),
 	R("POST", "/api/v1/broker/authenticate", imp_h_broker_authenticate, BROKER, NULL),
+	R("POST", "/api/v1/broker/authorize", imp_h_broker_authorize, BROKER, NULL),
 	R("GET", "/api/v1/audit", imp_h_audit, READ, NULL),
 };
 

@@ -14,7 +14,9 @@ typedef enum {
 	IMP_DENY_WRONG_SECRET,
 	IMP_DENY_DISABLED,
 	IMP_DENY_METHOD,        /* a password for a certificate device, or the reverse */
-	IMP_DENY_STORE          /* the store did not answer: refuse rather than guess */
+	IMP_DENY_STORE,         /* the store did not answer: refuse rather than guess */
+	IMP_DENY_CERTIFICATE,   /* not the certificate registered to this device */
+	IMP_DENY_EXPIRED        /* the registered certificate is past its notAfter */
 } imp_verdict;
 
 /* A stable word for logs and metrics ("allow", "wrong_secret", ...). */
@@ -24,5 +26,18 @@ const char *imp_verdict_name(imp_verdict v);
  * not NULL, receives what the store said (account, entity type). Never logs. */
 imp_verdict imp_verify_password(imp_db *db, const imp_keys *keys, const char *clientid, const char *username,
                                 const char *password, imp_auth_row *row);
+
+/* Checks a certificate login: client id, username (NULL, "" or the client id) and the DER
+ * of the certificate the client presented in the TLS handshake (der_len bytes; the TLS
+ * layer has already checked its chain). Allowed when its SHA-256 is the fingerprint
+ * registered to the device, that certificate has not expired at now_ms, the device is
+ * not disabled and its template uses certificates. row as for imp_verify_password. */
+imp_verdict imp_verify_certificate(imp_db *db, const char *clientid, const char *username, const unsigned char *der,
+                                   size_t der_len, uint64_t now_ms, imp_auth_row *row);
+
+/* For a client the broker has already let in (POST /api/v1/broker/authorize): the checks
+ * of the two above that do not need its secret, i.e. that its id is known, the username
+ * matches, it still has a credential and is not disabled. */
+imp_verdict imp_verify_identity(imp_db *db, const char *clientid, const char *username, imp_auth_row *row);
 
 #endif

@@ -90,6 +90,13 @@ static const char *const MIGRATIONS[] = {
 	/* 4: the request generation that last gave a batch item its credential, so a request
 	 * of a killed client that arrives after its rerun's cannot replace the rerun's secrets. */
 	"ALTER TABLE batch_items ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;",
+
+	/* 5: the change feed the broker plugin reads on its tick (see imp_db_change). seq is
+	 * AUTOINCREMENT so a pruned seq is never reused and the reader's "seq > last" never
+	 * misses a row. */
+	"CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, entity_id TEXT NOT NULL,"
+	"  what TEXT NOT NULL, at INTEGER NOT NULL);"
+	"CREATE INDEX changes_at ON changes (at);",
 };
 
 const char *const *imp_migrations(int *count)

@@ -206,6 +206,7 @@ imp_err imp_db_credential_delete_of(imp_db *db, int64_t account, const char *ent
  * and, for a device, whether it is disabled and its template's authentication method. */
 typedef struct {
 	int64_t account;
+	imp_id account_id;
 	char entity_type[IMP_ENTITY_TYPE_LEN];
 	char method[IMP_METHOD_LEN];            /* "" when the entity has no credential */
 	char secret[65];                        /* keyed hash of a password secret */
@@ -217,6 +218,48 @@ typedef struct {
 
 /* NOT_FOUND when id is neither a device nor an entity with a credential. */
 imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out);
+
+/* Calls fn with the name and permission of every channel of device_id's template (in
+ * account), until fn returns non-zero. NOT_FOUND when there is no such device. */
+typedef int (*imp_channel_fn)(const char *name, const char *permission, void *arg);
+imp_err imp_db_device_channels(imp_db *db, int64_t account, const char *device_id, imp_channel_fn fn, void *arg);
+
+/* The change feed: one row per change that must end a live MQTT session or refresh what
+ * the broker keeps about an entity (a credential replaced or revoked, a device disabled,
+ * enabled or deleted, a user deleted), written in the caller's transaction. The broker
+ * plugin reads it (imp_db_changes_since); rows older than IMP_CHANGES_KEEP_MS are pruned
+ * here, by the writer, now and then. what: credential, revoke, disable, enable, delete. */
+#define IMP_CHANGES_KEEP_MS (10 * 60 * 1000)
+imp_err imp_db_change(imp_db *db, const char *entity_id, const char *what);
+
+/* Calls fn for every change after seq *last, in order, advancing *last, until fn
+ * returns non-zero or max rows were read. */
+typedef int (*imp_change_fn)(int64_t seq, const char *entity_id, const char *what, void *arg);
+imp_err imp_db_changes_since(imp_db *db, int64_t *last, int max, imp_change_fn fn, void *arg);
+/* The newest change's seq (0 when none) into *seq. */
+imp_err imp_db_changes_last(imp_db *db, int64_t *seq);
+
+/* Standalone connections, for a process that shares the store but not its schema (the
+ * broker plugin): no migrations; IMP_ERR_STORE when the schema is older than this build
+ * expects, IMP_ERR_NOT_FOUND when the file does not exist. readonly: a read-only
+ * connection with no busy timeout, so a read never waits on another process's lock
+ * (WAL readers do not wait on writers; the rare IMP_ERR_BUSY means "try again later").
+ * Otherwise read-write, waiting up to busy_ms for the write lock. Caller closes with
+ * imp_db_close(). Use only from one thread at a time. */
+imp_err imp_db_open(const char *path, int readonly, int busy_ms, imp_db **out);
+void imp_db_close(imp_db **db);
+/* Transactions on such a read-write connection (BEGIN IMMEDIATE ... COMMIT). */
+imp_err imp_db_tx_begin(imp_db *db);
+imp_err imp_db_tx_commit(imp_db *db);
+void imp_db_tx_rollback(imp_db *db);
+
+/* Connection status, as the broker sees it: sets devices.connected and lastConnected
+ * (at_ms, which is the connect or disconnect time). Neither the version nor the modified
+ * time change: status is observed, not edited, and must not make a client's If-Match
+ * stale. NOT_FOUND when there is no such device. */
+imp_err imp_db_device_set_connected(imp_db *db, const char *device_id, int connected, uint64_t at_ms);
+/* Marks every device disconnected (a broker starting has no sessions yet). */
+imp_err imp_db_devices_disconnect_all(imp_db *db);
 
 /* Devices: server-set state. activate moves defined -> activated (no change otherwise;
  * *changed says whether it moved). set_disabled sets the flag; NOT_FOUND. Both bump the

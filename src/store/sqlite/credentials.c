@@ -83,7 +83,9 @@ imp_err imp_db_credential_put(imp_db *db, imp_credential *c, const char *secret_
 	if(rc != SQLITE_DONE) return store__rc(rc);
 	/* The WHERE keeps another account's row (ids are global, so this cannot happen with
 	 * ids the server made; it guards the invariant anyway). */
-	return sqlite3_changes(db->conn) == 1 ? IMP_OK : IMP_ERR_CONFLICT;
+	if(sqlite3_changes(db->conn) != 1) return IMP_ERR_CONFLICT;
+	/* Only a replaced credential can have a live session to end. */
+	return replaced && *replaced ? imp_db_change(db, c->entity_id.s, "credential") : IMP_OK;
 }
 
 static imp_err get_one(imp_db *db, const char *sql, int64_t account, const char *arg, imp_credential *out)
@@ -180,14 +182,19 @@ json_t *imp_credential_json(const imp_credential *c) { return cred_json(c); }
 
 imp_err imp_db_credential_delete(imp_db *db, int64_t account, const char *id)
 {
-	sqlite3_stmt *st = store__stmt(db, "DELETE FROM credentials WHERE id = ? AND account = ?");
+	sqlite3_stmt *st = store__stmt(db, "DELETE FROM credentials WHERE id = ? AND account = ? RETURNING entity_id");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, account);
+	char entity[IMP_UUID_LEN + 1] = {0};
 	int rc = sqlite3_step(st);
+	if(rc == SQLITE_ROW) {
+		text_into(entity, sizeof entity, st, 0);
+		rc = sqlite3_step(st);
+	}
 	sqlite3_reset(st);
 	if(rc != SQLITE_DONE) return store__rc(rc);
-	return sqlite3_changes(db->conn) ? IMP_OK : IMP_ERR_NOT_FOUND;
+	return entity[0] ? imp_db_change(db, entity, "revoke") : IMP_ERR_NOT_FOUND;
 }
 
 imp_err imp_db_credential_delete_of(imp_db *db, int64_t account, const char *entity_id)
@@ -198,7 +205,8 @@ imp_err imp_db_credential_delete_of(imp_db *db, int64_t account, const char *ent
 	sqlite3_bind_int64(st, 2, account);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return store__rc(rc);
+	if(rc != SQLITE_DONE) return store__rc(rc);
+	return sqlite3_changes(db->conn) ? imp_db_change(db, entity_id, "revoke") : IMP_OK;
 }
 
 imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
@@ -206,8 +214,9 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 	memset(out, 0, sizeof *out);
 	/* A device first (it may have no credential yet), then any other entity's credential. */
 	sqlite3_stmt *st = store__stmt(db,
-		"SELECT d.account, d.disabled, t.auth_method, c.method, c.secret, c.fingerprint, c.not_after"
+		"SELECT d.account, d.disabled, t.auth_method, c.method, c.secret, c.fingerprint, c.not_after, a.id"
 		" FROM devices d JOIN device_templates t ON t.id = d.template_id AND t.account = d.account"
+		" JOIN accounts a ON a.key = d.account"
 		" LEFT JOIN credentials c ON c.entity_id = d.id AND c.account = d.account WHERE d.id = ?");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -222,14 +231,15 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 		text_into(out->secret, sizeof out->secret, st, 4);
 		text_into(out->fingerprint, sizeof out->fingerprint, st, 5);
 		out->not_after = (uint64_t)sqlite3_column_int64(st, 6);
+		text_into(out->account_id.s, sizeof out->account_id.s, st, 7);
 		sqlite3_reset(st);
 		return IMP_OK;
 	}
 	sqlite3_reset(st);
 	if(rc != SQLITE_DONE) return store__rc(rc);
 	/* A user's credential counts only while the user exists (deletes also revoke it). */
-	st = store__stmt(db, "SELECT c.account, c.entity_type, c.method, c.secret, c.fingerprint, c.not_after"
-	                     " FROM credentials c WHERE c.entity_id = ?1 AND (c.entity_type != 'accountUser'"
+	st = store__stmt(db, "SELECT c.account, c.entity_type, c.method, c.secret, c.fingerprint, c.not_after, a.id"
+	                     " FROM credentials c JOIN accounts a ON a.key = c.account WHERE c.entity_id = ?1 AND (c.entity_type != 'accountUser'"
 	                     " OR EXISTS (SELECT 1 FROM account_users u WHERE u.id = ?1 AND u.account = c.account))");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -242,6 +252,7 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 		text_into(out->secret, sizeof out->secret, st, 3);
 		text_into(out->fingerprint, sizeof out->fingerprint, st, 4);
 		out->not_after = (uint64_t)sqlite3_column_int64(st, 5);
+		text_into(out->account_id.s, sizeof out->account_id.s, st, 6);
 	} else {
 		err = rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
 	}
@@ -281,7 +292,8 @@ imp_err imp_db_device_set_disabled(imp_db *db, int64_t account, const char *id, 
 		"UPDATE devices SET disabled = ?5, version = version + 1, modified = ?1, modified_by = ?2"
 		" WHERE id = ?3 AND account = ?4 AND disabled != ?5",
 		account, id, actor, disabled ? 1 : 0, changed);
-	if(rc || *changed) return rc;
+	if(!rc && *changed) return imp_db_change(db, id, disabled ? "disable" : "enable");
+	if(rc) return rc;
 	/* Unchanged: already so, or no such device. */
 	sqlite3_stmt *st = store__stmt(db, "SELECT 1 FROM devices WHERE id = ? AND account = ?");
 	if(!st) return IMP_ERR_STORE;

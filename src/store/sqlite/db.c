@@ -210,6 +210,48 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 	return IMP_OK;
 }
 
+imp_err imp_db_open(const char *path, int readonly, int busy_ms, imp_db **out)
+{
+	imp_db *db = imp_calloc(1, sizeof *db);
+	if(!db) return IMP_ERR_NOMEM;
+	int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
+	if(sqlite3_open_v2(path, &db->conn, flags, NULL) != SQLITE_OK) {
+		sqlite3_close(db->conn);
+		imp_free(db);
+		return IMP_ERR_NOT_FOUND;
+	}
+	sqlite3_busy_timeout(db->conn, readonly ? 0 : busy_ms);
+	/* The schema belongs to the process that migrates it; this one only checks that it
+	 * knows every table it will touch. */
+	int count, have = -1;
+	imp_migrations(&count);
+	sqlite3_stmt *st;
+	imp_err rc = IMP_ERR_STORE;
+	if(sqlite3_prepare_v2(db->conn, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+		if(sqlite3_step(st) == SQLITE_ROW) have = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if(have >= count) rc = store__exec(db, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-4096; PRAGMA temp_store=MEMORY;");
+	if(!rc && !readonly) rc = store__exec(db, "PRAGMA synchronous=NORMAL");
+	if(rc) {
+		imp_db_close(&db);
+		return rc;
+	}
+	*out = db;
+	return IMP_OK;
+}
+
+void imp_db_close(imp_db **db)
+{
+	if(!*db) return;
+	db_close(*db);
+	*db = NULL;
+}
+
+imp_err imp_db_tx_begin(imp_db *db) { return store__exec(db, "BEGIN IMMEDIATE"); }
+imp_err imp_db_tx_commit(imp_db *db) { return store__exec(db, "COMMIT"); }
+void imp_db_tx_rollback(imp_db *db) { store__exec(db, "ROLLBACK"); }
+
 imp_db *imp_store_db(imp_store *s)
 {
 	imp_db *db = pthread_getspecific(s->key);

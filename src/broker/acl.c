@@ -1,0 +1,87 @@
+#include "broker/acl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+unsigned imp_acl_perm_parse(const char *permission)
+{
+	if(!permission) return 0;
+	if(strcmp(permission, "publish-subscribe") == 0) return IMP_CH_PUBLISH | IMP_CH_SUBSCRIBE;
+	if(strcmp(permission, "publish") == 0) return IMP_CH_PUBLISH;
+	if(strcmp(permission, "subscribe") == 0) return IMP_CH_SUBSCRIBE;
+	return 0;
+}
+
+/* A filter's wildcards stand alone in their level, and '#' only as the last level. */
+static int filter_valid(const char *f)
+{
+	for(size_t i = 0; f[i]; i++) {
+		if(f[i] != '+' && f[i] != '#') continue;
+		if(i > 0 && f[i - 1] != '/') return 0;
+		if(f[i + 1] && (f[i] == '#' || f[i + 1] != '/')) return 0;
+	}
+	return 1;
+}
+
+/* The rest of topic after prefix, or NULL when topic does not start with it. */
+static const char *after(const char *topic, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return strncmp(topic, prefix, n) == 0 ? topic + n : NULL;
+}
+
+static const imp_acl_channel *channel(const imp_mqtt_principal *p, const char *name)
+{
+	for(size_t i = 0; i < p->nchannels; i++) {
+		if(strcmp(p->channels[i].name, name) == 0) return &p->channels[i];
+	}
+	return NULL;
+}
+
+/* A device: its own topics only. reading covers READ and exact SUBSCRIBE. */
+static int device_allowed(const imp_mqtt_principal *p, const char *topic, int wildcard, imp_acl_action action, int qos)
+{
+	char own[96], ctrl[64];
+	snprintf(own, sizeof own, "xi/blue/v1/%s/d/%s/", p->account_id, p->id);
+	snprintf(ctrl, sizeof ctrl, "xi/ctrl/v1/%s/", p->id);
+	const char *rest = after(topic, own);
+	/* A wildcard filter within the device's own tree can match only its topics; what it
+	 * may not read there is held back by the per-message check. */
+	if(wildcard) return rest != NULL;
+	int writing = action == IMP_ACL_WRITE;
+	if(rest) {
+		if(strcmp(rest, "_log") == 0 || strcmp(rest, "_set/fields") == 0) return writing;
+		if(strcmp(rest, "_updates/fields") == 0 || strcmp(rest, "_rejected") == 0) return !writing;
+		const imp_acl_channel *c = channel(p, rest);
+		if(!c) return 0;
+		return (c->perm & (writing ? IMP_CH_PUBLISH : IMP_CH_SUBSCRIBE)) != 0;
+	}
+	if((rest = after(topic, ctrl))) {
+		if(strcmp(rest, "cln") == 0) return !writing;
+		if(strcmp(rest, "svc") == 0) return writing && qos == 0;
+	}
+	return 0;
+}
+
+/* An account user: anything in its own account's tree, nothing else. */
+static int account_user_allowed(const imp_mqtt_principal *p, const char *topic)
+{
+	char own[64];
+	int n = snprintf(own, sizeof own, "xi/blue/v1/%s/", p->account_id);
+	if(after(topic, own)) return 1;
+	return strncmp(topic, own, (size_t)n - 1) == 0 && topic[n - 1] == '\0';
+}
+
+int imp_acl_allowed(const imp_mqtt_principal *p, const char *topic, imp_acl_action action, int qos)
+{
+	if(!p || !topic || !topic[0] || topic[0] == '$') return 0;
+	if(strlen(p->account_id) != IMP_UUID_LEN || strlen(p->id) != IMP_UUID_LEN) return 0;
+	int wildcard = strpbrk(topic, "+#") != NULL;
+	if(wildcard && (action != IMP_ACL_SUBSCRIBE || !filter_valid(topic))) return 0;
+	switch(p->type) {
+	case IMP_PRINCIPAL_DEVICE: return device_allowed(p, topic, wildcard, action, qos);
+	case IMP_PRINCIPAL_ACCOUNT_USER: return account_user_allowed(p, topic);
+	case IMP_PRINCIPAL_END_USER: return 0;
+	}
+	return 0;
+}

@@ -1,0 +1,217 @@
+/* imprint's mosquitto plugin (plugin API version 5): authentication, topic ACLs and
+ * connection status for the devices and users of an imprint store. See MQTT.md and
+ * ARCHITECTURE.md ("Broker").
+ *
+ *   plugin /usr/lib/imprint/imprint_mosquitto.so
+ *   plugin_opt_data /var/lib/imprint          (the data directory: imprint.db, keys.json)
+ *
+ * Everything runs on the broker's one thread and answers from memory or from a read-only
+ * connection that never waits on a lock: a verdict is computed, never waited for.
+ * Changes made through the API reach the plugin through the store's change feed, read on
+ * the broker's tick; connection status goes out through a queue to a thread of its own. */
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mosquitto.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/plugin.h"
+#include "broker/verify.h"
+#include "core/keys.h"
+#include "core/timeutil.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define FEED_EVERY_MS 200   /* how often the change feed is read */
+#define FEED_BATCH 1000     /* changes read per tick at most */
+
+static struct {
+	mosquitto_plugin_id_t *id;
+	imp_db *db;             /* read-only; the broker thread's */
+	imp_keys keys;
+	int64_t last_seq;
+	int feed_ready;         /* last_seq has been read */
+	uint64_t next_feed_ms;
+	unsigned long failures_logged;
+} G;
+
+/* Client ids come from the network: logged only when they are ids imprint could have made. */
+static const char *loggable(const char *id) { return id && imp_id_valid(id) ? id : "(not an imprint id)"; }
+
+/* The one place a verdict becomes a mosquitto error. */
+static int mosq_err(imp_verdict v) { return v == IMP_ALLOW ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH; }
+
+static imp_verdict check_certificate(struct mosquitto *client, const char *clientid, const char *username,
+                                     X509 *cert, imp_auth_row *row)
+{
+	unsigned char *der = NULL;
+	int n = i2d_X509(cert, &der);
+	if(n <= 0) return IMP_DENY_CERTIFICATE;
+	imp_verdict v = imp_verify_certificate(G.db, clientid, username, der, (size_t)n, imp_now_ms(), row);
+	OPENSSL_free(der);
+	return v;
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *clientid = mosquitto_client_id(ed->client);
+	imp_auth_row row;
+	imp_verdict v;
+	X509 *cert = mosquitto_client_certificate(ed->client);
+	/* A password decides when one is given (a password for a certificate device is
+	 * refused there); otherwise the certificate of the TLS handshake. */
+	if(ed->password || !cert) v = imp_verify_password(G.db, &G.keys, clientid, ed->username, ed->password, &row);
+	else v = check_certificate(ed->client, clientid, ed->username, cert, &row);
+	X509_free(cert);
+	if(v == IMP_ALLOW) {
+		imp_mqtt_principal p;
+		imp_err rc = imp_principal_load(G.db, clientid, &row, &p);
+		if(!rc) rc = plugin__clients_put(ed->client, &p);
+		if(rc) v = IMP_DENY_STORE;
+		else if(row.is_device && plugin__status_push(clientid, 1))
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: status queue full, connect of %s not recorded", clientid);
+	}
+	mosquitto_log_printf(v == IMP_ALLOW ? MOSQ_LOG_INFO : MOSQ_LOG_NOTICE, "imprint: %s %s %s",
+	                     v == IMP_ALLOW ? "allow" : "deny", loggable(clientid), imp_verdict_name(v));
+	return mosq_err(v);
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	const char *clientid = mosquitto_client_id(ed->client);
+	plugin_client *c = clientid ? plugin__clients_get(clientid) : NULL;
+	imp_acl_action action;
+	switch(ed->access) {
+	case MOSQ_ACL_READ: action = IMP_ACL_READ; break;
+	case MOSQ_ACL_WRITE: action = IMP_ACL_WRITE; break;
+	case MOSQ_ACL_SUBSCRIBE: action = IMP_ACL_SUBSCRIBE; break;
+	case MOSQ_ACL_UNSUBSCRIBE: return MOSQ_ERR_SUCCESS;
+	default: return MOSQ_ERR_ACL_DENIED;
+	}
+	if(c && imp_acl_allowed(&c->p, ed->topic, action, ed->qos)) return MOSQ_ERR_SUCCESS;
+	if(action != IMP_ACL_READ)
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "imprint: deny %s %s %s", loggable(clientid),
+		                     action == IMP_ACL_WRITE ? "publish" : "subscribe", c ? "topic" : "unknown_client");
+	return MOSQ_ERR_ACL_DENIED;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+	const char *clientid = mosquitto_client_id(ed->client);
+	if(!clientid || !imp_id_valid(clientid)) return MOSQ_ERR_SUCCESS;
+	plugin_client *c = plugin__clients_get(clientid);
+	/* Another connection with this id took the session over: this one's end is not the
+	 * device's. */
+	if(c && c->conn != ed->client) return MOSQ_ERR_SUCCESS;
+	if(!c || c->p.type == IMP_PRINCIPAL_DEVICE) plugin__status_push(clientid, 0);
+	if(!c) return MOSQ_ERR_SUCCESS;
+	/* A persistent session keeps receiving (queued) messages while offline, which the
+	 * per-message check must still be able to answer. */
+	if(mosquitto_client_clean_session(ed->client)) plugin__clients_del(clientid);
+	else c->conn = NULL;
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_change(int64_t seq, const char *entity_id, const char *what, void *arg)
+{
+	if(strcmp(what, "enable") == 0 || !imp_id_valid(entity_id)) return 0;
+	/* The session ends (its disconnect event still finds the cache entry), then what was
+	 * kept about it goes: the next connect reads the store afresh. */
+	if(mosquitto_kick_client_by_clientid(entity_id, false) == MOSQ_ERR_SUCCESS)
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "imprint: disconnect %s %s", entity_id, what);
+	plugin__clients_del(entity_id);
+	return 0;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	uint64_t now = imp_mono_us() / 1000;
+	if(now < G.next_feed_ms) return MOSQ_ERR_SUCCESS;
+	G.next_feed_ms = now + FEED_EVERY_MS;
+	/* A busy store (a checkpoint, a recovery) skips this tick rather than wait. */
+	if(!G.feed_ready) G.feed_ready = imp_db_changes_last(G.db, &G.last_seq) == IMP_OK;
+	else imp_db_changes_since(G.db, &G.last_seq, FEED_BATCH, on_change, NULL);
+	unsigned long f = plugin__status_failures();
+	if(f != G.failures_logged) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: %lu connection status writes failed", f - G.failures_logged);
+		G.failures_logged = f;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for(int i = 0; i < supported_version_count; i++) {
+		if(supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+} CALLBACKS[] = {
+	{MOSQ_EVT_BASIC_AUTH, on_basic_auth},
+	{MOSQ_EVT_ACL_CHECK, on_acl_check},
+	{MOSQ_EVT_DISCONNECT, on_disconnect},
+	{MOSQ_EVT_TICK, on_tick},
+};
+#define NCALLBACKS (sizeof CALLBACKS / sizeof CALLBACKS[0])
+
+static void release(void)
+{
+	for(size_t i = 0; G.id && i < NCALLBACKS; i++) mosquitto_callback_unregister(G.id, CALLBACKS[i].event, CALLBACKS[i].cb, NULL);
+	plugin__status_stop();
+	plugin__clients_free();
+	imp_db_close(&G.db);
+	memset(&G, 0, sizeof G);
+}
+
+EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *options,
+                                 int option_count)
+{
+	const char *data = NULL;
+	for(int i = 0; i < option_count; i++) {
+		if(strcmp(options[i].key, "data") == 0) data = options[i].value;
+	}
+	if(!data || !data[0]) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "imprint: plugin_opt_data (the imprint data directory) is required");
+		return MOSQ_ERR_INVAL;
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s/keys.json", data);
+	if(imp_keys_load(path, &G.keys)) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "imprint: cannot read %s", path);
+		return MOSQ_ERR_INVAL;
+	}
+	snprintf(path, sizeof path, "%s/imprint.db", data);
+	imp_err rc = imp_db_open(path, 1, 0, &G.db);
+	if(!rc) rc = plugin__status_start(path);
+	if(rc) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "imprint: cannot open the store %s (%s)", path,
+		                     rc == IMP_ERR_NOT_FOUND ? "missing" : "older schema or unreadable; run imprint serve first");
+		release();
+		return MOSQ_ERR_INVAL;
+	}
+	G.id = identifier;
+	G.feed_ready = imp_db_changes_last(G.db, &G.last_seq) == IMP_OK;
+	for(size_t i = 0; i < NCALLBACKS; i++) {
+		if(mosquitto_callback_register(identifier, CALLBACKS[i].event, CALLBACKS[i].cb, NULL, NULL)) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "imprint: cannot register callback %d", CALLBACKS[i].event);
+			release();
+			return MOSQ_ERR_UNKNOWN;
+		}
+	}
+	*userdata = NULL;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "imprint: plugin ready, store %s", path);
+	return MOSQ_ERR_SUCCESS;
+}
+
+EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+	release();
+	return MOSQ_ERR_SUCCESS;
+}

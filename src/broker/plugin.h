@@ -1,0 +1,38 @@
+/* Internal to the mosquitto plugin (plugin*.c): the per-client cache the ACL reads, and the
+ * connection-status writer. Everything here but plugin__status_* runs on the broker's one
+ * thread only. */
+#ifndef IMP_BROKER_PLUGIN_H
+#define IMP_BROKER_PLUGIN_H
+#include "broker/principal.h"
+
+/* What the ACL needs about one client, loaded at connect. conn is the broker's client
+ * object while the session is live, NULL while a persistent session waits offline. */
+typedef struct plugin_client {
+	const void *conn;
+	imp_mqtt_principal p;
+	struct plugin_client *next;
+} plugin_client;
+
+/* Keeps p (taking its channels) for client id p->id, replacing any entry of that id.
+ * IMP_ERR_NOMEM (p is then cleared). */
+imp_err plugin__clients_put(const void *conn, imp_mqtt_principal *p);
+/* The entry of client id, or NULL. */
+plugin_client *plugin__clients_get(const char *id);
+/* Drops the entry of client id, if any. */
+void plugin__clients_del(const char *id);
+size_t plugin__clients_count(void);
+void plugin__clients_free(void);
+
+/* Starts the thread that writes connection status through its own read-write connection
+ * to path (after marking every device disconnected: a starting broker has no sessions).
+ * IMP_ERR_NOT_FOUND, IMP_ERR_STORE, IMP_ERR_NOMEM. */
+imp_err plugin__status_start(const char *path);
+/* Queues a status change; never waits for the writer. 0, or -1 when the queue is full
+ * and the change was dropped. */
+int plugin__status_push(const char *device_id, int connected);
+/* Writes what is queued, then stops the thread. */
+void plugin__status_stop(void);
+/* Number of status writes that failed so far (the broker thread logs them). */
+unsigned long plugin__status_failures(void);
+
+#endif

@@ -1,0 +1,132 @@
+/* Connection status, written off the broker thread: the broker thread appends to a queue
+ * under a mutex held only for the append; this thread takes the whole queue and writes it
+ * in one transaction on a read-write connection of its own, which may wait for the
+ * store's write lock as the broker thread never may. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/plugin.h"
+#include "core/limits.h"
+#include "core/mem.h"
+#include "core/timeutil.h"
+
+#define QUEUE_MAX (1024 * 1024)   /* changes waiting; past this they are dropped */
+#define BUSY_MS 5000
+
+struct item {
+	char id[IMP_UUID_LEN + 1];
+	int connected;
+	uint64_t at;
+};
+
+static struct {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct item *q;
+	size_t n, cap;
+	int stop, started;
+	imp_db *db;
+	atomic_ulong failures;
+} S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void write_all(const struct item *items, size_t n)
+{
+	imp_err rc = imp_db_tx_begin(S.db);
+	for(size_t i = 0; !rc && i < n; i++) {
+		rc = imp_db_device_set_connected(S.db, items[i].id, items[i].connected, items[i].at);
+		if(rc == IMP_ERR_NOT_FOUND) rc = IMP_OK;   /* deleted meanwhile, or not a device */
+	}
+	if(!rc) rc = imp_db_tx_commit(S.db);
+	if(rc) {
+		imp_db_tx_rollback(S.db);
+		atomic_fetch_add(&S.failures, 1);
+	}
+}
+
+static void *run(void *arg)
+{
+	struct item *batch = NULL;
+	size_t batch_cap = 0;
+	pthread_mutex_lock(&S.lock);
+	for(;;) {
+		while(!S.n && !S.stop) pthread_cond_wait(&S.wake, &S.lock);
+		if(!S.n && S.stop) break;
+		/* Swap buffers: the broker thread appends to the other one meanwhile. */
+		struct item *q = S.q;
+		size_t n = S.n, cap = S.cap;
+		S.q = batch;
+		S.cap = batch_cap;
+		S.n = 0;
+		batch = q;
+		batch_cap = cap;
+		pthread_mutex_unlock(&S.lock);
+		write_all(batch, n);
+		pthread_mutex_lock(&S.lock);
+	}
+	pthread_mutex_unlock(&S.lock);
+	imp_free(batch);
+	return arg;
+}
+
+imp_err plugin__status_start(const char *path)
+{
+	imp_err rc = imp_db_open(path, 0, BUSY_MS, &S.db);
+	if(rc) return rc;
+	/* A broker starting has no sessions: whatever a crash left marked connected is not. */
+	if(imp_db_tx_begin(S.db) || imp_db_devices_disconnect_all(S.db) || imp_db_tx_commit(S.db)) {
+		imp_db_tx_rollback(S.db);
+		atomic_fetch_add(&S.failures, 1);
+	}
+	S.stop = 0;
+	if(pthread_create(&S.thread, NULL, run, NULL)) {
+		imp_db_close(&S.db);
+		return IMP_ERR_NOMEM;
+	}
+	S.started = 1;
+	return IMP_OK;
+}
+
+int plugin__status_push(const char *device_id, int connected)
+{
+	int rc = 0;
+	pthread_mutex_lock(&S.lock);
+	if(S.n == S.cap) {
+		size_t cap = S.cap ? 2 * S.cap : 256;
+		struct item *q = cap <= QUEUE_MAX ? imp_realloc(S.q, cap * sizeof *q) : NULL;
+		if(q) {
+			S.q = q;
+			S.cap = cap;
+		}
+	}
+	if(S.n < S.cap) {
+		struct item *it = &S.q[S.n++];
+		snprintf(it->id, sizeof it->id, "%s", device_id);
+		it->connected = connected;
+		it->at = imp_now_ms();
+		pthread_cond_signal(&S.wake);
+	} else {
+		rc = -1;
+	}
+	pthread_mutex_unlock(&S.lock);
+	return rc;
+}
+
+void plugin__status_stop(void)
+{
+	if(!S.started) return;
+	pthread_mutex_lock(&S.lock);
+	S.stop = 1;
+	pthread_cond_signal(&S.wake);
+	pthread_mutex_unlock(&S.lock);
+	pthread_join(S.thread, NULL);
+	S.started = 0;
+	imp_free(S.q);
+	S.q = NULL;
+	S.n = S.cap = 0;
+	imp_db_close(&S.db);
+}
+
+unsigned long plugin__status_failures(void) { return atomic_load(&S.failures); }

@@ -1,0 +1,18 @@
+/* Who a connected MQTT client is, for the topic rules (acl.h), read from the store once:
+ * at connect in the plugin, per request in POST /api/v1/broker/authorize. */
+#ifndef IMP_BROKER_PRINCIPAL_H
+#define IMP_BROKER_PRINCIPAL_H
+#include "broker/acl.h"
+#include "store/store.h"
+
+/* Fills p for entity id, described by row (from imp_verify_*): its type, its account's id
+ * and, for a device, its template's channels with their permissions (p->channels is
+ * allocated here; release with imp_principal_clear()). IMP_ERR_NOT_FOUND when a device
+ * vanished meanwhile, IMP_ERR_INVALID for an entity type with no topic rules,
+ * IMP_ERR_NOMEM, or the store's error. */
+imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_mqtt_principal *p);
+
+/* Frees p's channels; p may then be reused. */
+void imp_principal_clear(imp_mqtt_principal *p);
+
+#endif

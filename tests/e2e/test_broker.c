@@ -1,0 +1,793 @@
+/* End-to-end: the mosquitto plugin (src/broker/plugin.c) in a real mosquitto, started here
+ * on a free loopback port with the harness server's data directory, against every rule of
+ * MQTT.md "Connecting" and "Topics", the change feed (regenerate and disable end a live
+ * session within a second) and connection status (connected within a second).
+ * libmosquitto clients speak MQTT 3.1.1 and 5; a few checks use mosquitto_pub/_sub.
+ * One server and one broker for the file; the tests run in order and share them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cases.h"
+#include "harness.h"
+
+#define CRED_PATH "/api/v1/access/mqtt-credentials"
+#define WAIT_MS 3000
+
+static int PORT;
+static pid_t BROKER = -1;
+static char CONF[512], BLOG[512];
+static h_account B;              /* a second account */
+static char SECRET[8][64];       /* by device index */
+static char USECRET[64], BSECRET[64];
+enum { D1, D2, D3, DP, DB };     /* devices: three of template T, one more, one of account B */
+static const char *DEV_VARS[] = {"D1", "D2", "D3", "DP", "DB"};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+/* ---- the broker ---------------------------------------------------------------------- */
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t n = sizeof a;
+	if(bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &n)) return -1;
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static int port_open(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	close(fd);
+	return ok;
+}
+
+static int broker_start(void)
+{
+	PORT = free_port();
+	snprintf(CONF, sizeof CONF, "%s/mosquitto.conf", S.data);
+	snprintf(BLOG, sizeof BLOG, "%s/mosquitto.log", S.data);
+	FILE *f = fopen(CONF, "w");
+	if(!f) return -1;
+	/* user: mosquitto started as root drops to user "mosquitto" otherwise, who cannot
+	 * read the data directory. */
+	struct passwd *pw = getpwuid(getuid());
+	fprintf(f, "listener %d 127.0.0.1\nallow_anonymous false\npersistence false\n"
+	           "plugin %s\nplugin_opt_data %s\nlog_dest stderr\nlog_type all\nuser %s\n",
+	        PORT, getenv("IMP_TEST_PLUGIN") ? getenv("IMP_TEST_PLUGIN") : IMP_PLUGIN, S.data, pw ? pw->pw_name : "root");
+	fclose(f);
+	BROKER = fork();
+	if(BROKER == 0) {
+		int fd = open(BLOG, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		dup2(fd, 1);
+		/* IMP_TEST_BROKER_WRAP (e.g. "valgrind --error-exitcode=9") runs the broker under a
+		 * tool, with IMP_TEST_PLUGIN naming a plugin built without sanitizers. */
+		const char *wrap = getenv("IMP_TEST_BROKER_WRAP");
+		if(wrap) {
+			char cmd[1024];
+			snprintf(cmd, sizeof cmd, "exec %s %s -c %s", wrap, IMP_MOSQUITTO, CONF);
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
+#ifdef IMP_PRELOAD
+		/* The plugin is built with the sanitizers: their runtime must come first. */
+		setenv("LD_PRELOAD", IMP_PRELOAD, 1);
+		setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
+#endif
+		execl(IMP_MOSQUITTO, IMP_MOSQUITTO, "-c", CONF, (char *)NULL);
+		_exit(127);
+	}
+	for(int i = 0; i < 800; i++) {
+		if(port_open(PORT)) return 0;
+		sleep_ms(25);
+	}
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "cat %s >&2", BLOG);
+	if(system(cmd)) {}
+	return -1;
+}
+
+static int log_has(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	if(!f) return 0;
+	char line[4096];
+	int found = 0;
+	while(!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+static int broker_stop(void)
+{
+	if(BROKER <= 0) return 0;
+	kill(BROKER, SIGTERM);
+	int st = -1;
+	waitpid(BROKER, &st, 0);
+	BROKER = -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- MQTT clients ---------------------------------------------------------------------- */
+
+typedef struct {
+	struct mosquitto *m;
+	pthread_mutex_t lock;
+	int connack;          /* -1 until CONNACK */
+	int suback;           /* first granted QoS or reason code of the last SUBACK; -1 until */
+	int puback;           /* reason code of the last PUBACK (v5); -1 until */
+	int gone;             /* disconnected */
+	uint64_t gone_at;
+	int nmsg;
+	char msgs[64][160];
+} cl;
+
+static void on_connect(struct mosquitto *m, void *obj, int rc, int flags, const mosquitto_property *p)
+{
+	cl *c = obj;
+	pthread_mutex_lock(&c->lock);
+	c->connack = rc;
+	pthread_mutex_unlock(&c->lock);
+	if(rc) mosquitto_disconnect(m);
+}
+
+static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *p)
+{
+	cl *c = obj;
+	pthread_mutex_lock(&c->lock);
+	if(!c->gone) c->gone_at = now_ms();
+	c->gone = 1;
+	pthread_mutex_unlock(&c->lock);
+	mosquitto_disconnect(m); /* no reconnect */
+}
+
+static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted, const mosquitto_property *p)
+{
+	cl *c = obj;
+	pthread_mutex_lock(&c->lock);
+	c->suback = n > 0 ? granted[0] : -2;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_publish(struct mosquitto *m, void *obj, int mid, int reason, const mosquitto_property *p)
+{
+	cl *c = obj;
+	pthread_mutex_lock(&c->lock);
+	c->puback = reason;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg, const mosquitto_property *p)
+{
+	cl *c = obj;
+	pthread_mutex_lock(&c->lock);
+	if(c->nmsg < 64) snprintf(c->msgs[c->nmsg++], sizeof c->msgs[0], "%s", msg->topic);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int get(cl *c, int *field)
+{
+	pthread_mutex_lock(&c->lock);
+	int v = *field;
+	pthread_mutex_unlock(&c->lock);
+	return v;
+}
+
+/* Waits until *field is not -1; its value, or -1 on timeout. */
+static int await(cl *c, int *field)
+{
+	for(uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(5)) {
+		int v = get(c, field);
+		if(v != -1) return v;
+	}
+	return -1;
+}
+
+/* Connects (proto 4: MQTT 3.1.1, 5: MQTT 5) and waits for the CONNACK; c->connack is 0 on
+ * success, 5 (v3) or 0x87 (v5) when refused. */
+static cl *cl_connect(const char *id, const char *user, const char *pass, int proto)
+{
+	cl *c = calloc(1, sizeof *c);
+	pthread_mutex_init(&c->lock, NULL);
+	c->connack = c->suback = c->puback = -1;
+	c->m = mosquitto_new(id, true, c);
+	assert_non_null(c->m);
+	mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION, proto == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+	mosquitto_connect_v5_callback_set(c->m, on_connect);
+	mosquitto_disconnect_v5_callback_set(c->m, on_disconnect);
+	mosquitto_subscribe_v5_callback_set(c->m, on_subscribe);
+	mosquitto_publish_v5_callback_set(c->m, on_publish);
+	mosquitto_message_v5_callback_set(c->m, on_message);
+	/* MQTT sends a password only after a username: "no username" is the empty one. */
+	if(user || pass) mosquitto_username_pw_set(c->m, user ? user : "", pass);
+	assert_int_equal(mosquitto_connect(c->m, "127.0.0.1", PORT, 30), MOSQ_ERR_SUCCESS);
+	assert_int_equal(mosquitto_loop_start(c->m), MOSQ_ERR_SUCCESS);
+	await(c, &c->connack);
+	return c;
+}
+
+static void cl_close(cl *c)
+{
+	if(!c) return;
+	mosquitto_disconnect(c->m);
+	mosquitto_loop_stop(c->m, false);
+	mosquitto_destroy(c->m);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* The CONNACK code a login gets. */
+static int connack(const char *id, const char *user, const char *pass, int proto)
+{
+	cl *c = cl_connect(id, user, pass, proto);
+	int rc = get(c, &c->connack);
+	cl_close(c);
+	return rc;
+}
+
+/* The SUBACK code of one subscription (granted QoS, or 0x80 / 0x87 when refused). */
+static int sub(cl *c, const char *filter, int qos)
+{
+	pthread_mutex_lock(&c->lock);
+	c->suback = -1;
+	pthread_mutex_unlock(&c->lock);
+	assert_int_equal(mosquitto_subscribe(c->m, NULL, filter, qos), MOSQ_ERR_SUCCESS);
+	return await(c, &c->suback);
+}
+
+/* Publishes at QoS 1 from a v5 client; the PUBACK reason (0, or 0x87 when refused). */
+static int pub1(cl *c, const char *topic)
+{
+	pthread_mutex_lock(&c->lock);
+	c->puback = -1;
+	pthread_mutex_unlock(&c->lock);
+	assert_int_equal(mosquitto_publish(c->m, NULL, topic, 1, "x", 1, false), MOSQ_ERR_SUCCESS);
+	return await(c, &c->puback);
+}
+
+static int received(cl *c, const char *topic)
+{
+	int n = 0;
+	pthread_mutex_lock(&c->lock);
+	for(int i = 0; i < c->nmsg; i++) n += strcmp(c->msgs[i], topic) == 0;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+static int await_msg(cl *c, const char *topic)
+{
+	for(uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(5)) {
+		if(received(c, topic)) return 1;
+	}
+	return 0;
+}
+
+/* ---- store helpers ----------------------------------------------------------------------- */
+
+static const char *dev(int i) { return getvar(DEV_VARS[i]); }
+
+static void topic(char *out, size_t cap, const char *acct, const char *device, const char *rest)
+{
+	snprintf(out, cap, "xi/blue/v1/%s/d/%s/%s", acct, device, rest);
+}
+
+static void gen_secret(const char *token, const char *entity, const char *type, char *out)
+{
+	char body[200];
+	snprintf(body, sizeof body, "{\"entityId\":\"%s\",\"entityType\":\"%s\"}", entity, type);
+	h_resp r = api_as(token, "POST", CRED_PATH, body, NULL);
+	check_resp(&r, 200, NULL, NULL, body);
+	snprintf(out, 64, "%s", h_str(&r, "mqttCredential.secret"));
+	h_resp_free(&r);
+}
+
+static json_t *get_device(const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/api/v1/devices/%s", id);
+	h_resp r = api("GET", path, NULL);
+	check_resp(&r, 200, NULL, NULL, path);
+	json_t *d = json_incref(json_object_get(r.json, "device"));
+	h_resp_free(&r);
+	return d;
+}
+
+/* Milliseconds until the API shows the device's connected as want, or -1. */
+static long connected_within(const char *id, int want)
+{
+	uint64_t t0 = now_ms();
+	for(uint64_t end = t0 + WAIT_MS; now_ms() < end; sleep_ms(10)) {
+		json_t *d = get_device(id);
+		int c = json_is_true(json_object_get(d, "connected"));
+		json_decref(d);
+		if(c == want) return (long)(now_ms() - t0);
+	}
+	return -1;
+}
+
+/* ---- tests ----------------------------------------------------------------------------- */
+
+static void setup_entities(void **state)
+{
+	setvar("ACCT", S.admin.account_id);
+	json_decref(create("/api/v1/devices/templates", "deviceTemplate", "{\"name\":\"meter\"}", "T"));
+	json_decref(create("/api/v1/devices/templates", "deviceTemplate", "{\"name\":\"plain\"}", "T2"));
+	static const char *const CH[][2] = {{"both", "publish-subscribe"}, {"up", "publish"}, {"down", "subscribe"}};
+	for(int i = 0; i < 3; i++) {
+		char body[300];
+		snprintf(body, sizeof body,
+		         "{\"name\":\"%s\",\"entityType\":\"deviceTemplate\",\"entityId\":\"{T}\",\"permission\":\"%s\"}", CH[i][0],
+		         CH[i][1]);
+		json_decref(create("/api/v1/channels/templates", "channelTemplate", body, NULL));
+	}
+	json_decref(create("/api/v1/devices", "device", "{\"deviceTemplateId\":\"{T}\",\"serialNumber\":\"B-1\"}", "D1"));
+	json_decref(create("/api/v1/devices", "device", "{\"deviceTemplateId\":\"{T}\",\"serialNumber\":\"B-2\"}", "D2"));
+	json_decref(create("/api/v1/devices", "device", "{\"deviceTemplateId\":\"{T}\",\"serialNumber\":\"B-3\"}", "D3"));
+	json_decref(create("/api/v1/devices", "device", "{\"deviceTemplateId\":\"{T2}\",\"serialNumber\":\"B-4\"}", "DP"));
+	for(int i = D1; i <= DP; i++) gen_secret(S.admin.api_key, dev(i), "device", SECRET[i]);
+
+	h_resp r = api("POST", "/api/v1/account-users",
+	               "{\"emailAddress\":\"mqtt-watch@example.com\",\"password\":\"a-long-password\",\"name\":\"W\"}");
+	check_resp(&r, 201, NULL, NULL, "account user");
+	setvar("U", h_str(&r, "accountUser.id"));
+	h_resp_free(&r);
+	gen_secret(S.admin.api_key, getvar("U"), "accountUser", USECRET);
+
+	/* Account B, with a device of its own. */
+	assert_int_equal(h_account_create(&S, &B), 0);
+	h_resp t = api_as(B.api_key, "POST", "/api/v1/devices/templates", "{\"name\":\"b\"}", NULL);
+	check_resp(&t, 201, NULL, NULL, "B template");
+	char body[200];
+	snprintf(body, sizeof body, "{\"deviceTemplateId\":\"%s\",\"serialNumber\":\"X\"}", h_str(&t, "deviceTemplate.id"));
+	h_resp_free(&t);
+	h_resp d = api_as(B.api_key, "POST", "/api/v1/devices", body, NULL);
+	check_resp(&d, 201, NULL, NULL, "B device");
+	setvar("DB", h_str(&d, "device.id"));
+	h_resp_free(&d);
+	gen_secret(B.api_key, getvar("DB"), "device", BSECRET);
+
+	assert_int_equal(broker_start(), 0);
+}
+
+static void connect_rules(void **state)
+{
+	const char *d1 = dev(D1);
+	for(int proto = 4; proto <= 5; proto++) {
+		int refused = proto == 5 ? 0x87 : 5;
+		assert_int_equal(connack(d1, d1, SECRET[D1], proto), 0);
+		assert_int_equal(connack(d1, NULL, SECRET[D1], proto), 0);
+		assert_int_equal(connack(d1, "", SECRET[D1], proto), 0);
+		assert_int_equal(connack(d1, d1, "wrong", proto), refused);
+		assert_int_equal(connack(d1, d1, SECRET[D2], proto), refused);       /* another device's secret */
+		assert_int_equal(connack(d1, d1, NULL, proto), refused);             /* no password */
+		assert_int_equal(connack(d1, dev(D2), SECRET[D1], proto), refused);  /* client id != username */
+		assert_int_equal(connack("0190a0b0-0000-7000-8000-000000000000", NULL, "x", proto), refused);
+		assert_int_equal(connack("not-an-id", NULL, "x", proto), refused);
+		assert_int_equal(connack(dev(DB), NULL, BSECRET, proto), 0);          /* account B's device */
+		assert_int_equal(connack(getvar("U"), NULL, USECRET, proto), 0);     /* account user */
+		assert_int_equal(connack(getvar("U"), NULL, SECRET[D1], proto), refused);
+	}
+	/* Nothing secret in the broker's log. */
+	assert_false(log_has(BLOG, SECRET[D1]));
+	assert_false(log_has(BLOG, USECRET));
+	assert_true(log_has(BLOG, "imprint: deny"));
+	assert_true(log_has(BLOG, "wrong_secret"));
+}
+
+static void device_topics(void **state)
+{
+	char t[256], a[256];
+	const char *acct = S.admin.account_id, *d1 = dev(D1);
+	cl *w = cl_connect(getvar("U"), NULL, USECRET, 5);   /* watcher: the account's user */
+	assert_int_equal(get(w, &w->connack), 0);
+	snprintf(a, sizeof a, "xi/blue/v1/%s/#", acct);
+	assert_int_equal(sub(w, a, 0), 0);
+
+	cl *c = cl_connect(d1, NULL, SECRET[D1], 5);
+	assert_int_equal(get(c, &c->connack), 0);
+	/* publish: by permission, and the reserved topics */
+	static const struct { const char *rest; int ok; } PUB[] = {
+		{"both", 1}, {"up", 1}, {"down", 0}, {"nochannel", 0}, {"_log", 1}, {"_set/fields", 1},
+		{"_updates/fields", 0}, {"_rejected", 0},
+	};
+	for(size_t i = 0; i < sizeof PUB / sizeof PUB[0]; i++) {
+		topic(t, sizeof t, acct, d1, PUB[i].rest);
+		int rc = pub1(c, t);
+		if(rc != (PUB[i].ok ? 0 : 0x87)) fail_msg("publish %s: PUBACK %d", PUB[i].rest, rc);
+		if(PUB[i].ok && !await_msg(w, t)) fail_msg("publish %s: the watcher got nothing", PUB[i].rest);
+	}
+	topic(t, sizeof t, acct, d1, "down");
+	assert_int_equal(received(w, t), 0);
+	/* subscribe: by permission, and the reserved topics */
+	static const struct { const char *rest; int ok; } SUB[] = {
+		{"both", 1}, {"up", 0}, {"down", 1}, {"_log", 0}, {"_set/fields", 0}, {"_updates/fields", 1}, {"_rejected", 1},
+	};
+	for(size_t i = 0; i < sizeof SUB / sizeof SUB[0]; i++) {
+		topic(t, sizeof t, acct, d1, SUB[i].rest);
+		int rc = sub(c, t, 1);
+		if(rc != (SUB[i].ok ? 1 : 0x87)) fail_msg("subscribe %s: SUBACK %d", SUB[i].rest, rc);
+	}
+	/* control topics: cln subscribe only, svc publish only at QoS 0 */
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/cln", d1);
+	assert_int_equal(sub(c, t, 0), 0);
+	assert_int_equal(pub1(c, t), 0x87);
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/svc", d1);
+	assert_int_equal(sub(c, t, 0), 0x87);
+	assert_int_equal(pub1(c, t), 0x87);   /* QoS 1 is refused there */
+	assert_int_equal(mosquitto_publish(c->m, NULL, t, 1, "x", 0, false), MOSQ_ERR_SUCCESS);
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/cln", dev(D2));
+	assert_int_equal(sub(c, t, 0), 0x87);
+	/* other devices, other accounts, wildcards */
+	topic(t, sizeof t, acct, dev(D2), "both");
+	assert_int_equal(pub1(c, t), 0x87);
+	assert_int_equal(sub(c, t, 0), 0x87);
+	topic(t, sizeof t, B.account_id, dev(DB), "both");
+	assert_int_equal(pub1(c, t), 0x87);
+	assert_int_equal(sub(c, "#", 0), 0x87);
+	assert_int_equal(sub(c, a, 0), 0x87);
+	snprintf(t, sizeof t, "xi/blue/v1/+/d/%s/both", d1);
+	assert_int_equal(sub(c, t, 0), 0x87);
+	snprintf(t, sizeof t, "xi/blue/v1/%s/d/+/both", acct);
+	assert_int_equal(sub(c, t, 0), 0x87);
+	assert_int_equal(sub(c, "$SYS/#", 0), 0x87);
+	/* the publish-only template: no channels at all */
+	cl *p = cl_connect(dev(DP), NULL, SECRET[DP], 5);
+	topic(t, sizeof t, acct, dev(DP), "both");
+	assert_int_equal(pub1(p, t), 0x87);
+	topic(t, sizeof t, acct, dev(DP), "_log");
+	assert_int_equal(pub1(p, t), 0);
+	cl_close(p);
+
+	/* MQTT 3.1.1: refusals in the SUBACK are 0x80 */
+	cl *v3 = cl_connect(dev(D2), NULL, SECRET[D2], 4);
+	assert_int_equal(get(v3, &v3->connack), 0);
+	topic(t, sizeof t, acct, dev(D2), "up");
+	assert_int_equal(sub(v3, t, 0), 0x80);
+	topic(t, sizeof t, acct, dev(D2), "down");
+	assert_int_equal(sub(v3, t, 0), 0);
+	assert_int_equal(sub(v3, "#", 0), 0x80);
+	cl_close(v3);
+	cl_close(c);
+	cl_close(w);
+}
+
+/* A device's wildcard subscription over its own tree gets only what it may read. */
+static void per_message_read_check(void **state)
+{
+	char t[256], f[256];
+	const char *acct = S.admin.account_id, *d1 = dev(D1);
+	cl *c = cl_connect(d1, NULL, SECRET[D1], 4);
+	topic(f, sizeof f, acct, d1, "#");
+	assert_int_equal(sub(c, f, 0), 0);
+	cl *u = cl_connect(getvar("U"), NULL, USECRET, 5);
+	assert_int_equal(get(u, &u->connack), 0);
+	static const char *const SENT[] = {"up", "_log", "_set/fields", "both", "down", "_updates/fields", "_rejected"};
+	for(int i = 0; i < 7; i++) {
+		topic(t, sizeof t, acct, d1, SENT[i]);
+		assert_int_equal(pub1(u, t), 0);
+	}
+	topic(t, sizeof t, acct, d1, "_rejected");  /* the last one sent */
+	assert_true(await_msg(c, t));
+	for(int i = 0; i < 7; i++) {
+		topic(t, sizeof t, acct, d1, SENT[i]);
+		if(received(c, t) != (i >= 3)) fail_msg("%s delivered %d times", SENT[i], received(c, t));
+	}
+	cl_close(u);
+	cl_close(c);
+}
+
+static void account_user_topics(void **state)
+{
+	char t[256];
+	const char *acct = S.admin.account_id;
+	cl *u = cl_connect(getvar("U"), getvar("U"), USECRET, 5);
+	assert_int_equal(get(u, &u->connack), 0);
+	snprintf(t, sizeof t, "xi/blue/v1/%s/#", acct);
+	assert_int_equal(sub(u, t, 0), 0);
+	snprintf(t, sizeof t, "xi/blue/v1/%s/d/+/up", acct);
+	assert_int_equal(sub(u, t, 0), 0);
+	topic(t, sizeof t, acct, dev(D1), "up");
+	assert_int_equal(pub1(u, t), 0);
+	topic(t, sizeof t, acct, dev(D1), "anything/else");
+	assert_int_equal(pub1(u, t), 0);
+	/* other accounts, control topics, the whole tree */
+	topic(t, sizeof t, B.account_id, dev(DB), "both");
+	assert_int_equal(pub1(u, t), 0x87);
+	snprintf(t, sizeof t, "xi/blue/v1/%s/#", B.account_id);
+	assert_int_equal(sub(u, t, 0), 0x87);
+	assert_int_equal(sub(u, "xi/blue/v1/+/d/+/both", 0), 0x87);
+	assert_int_equal(sub(u, "#", 0), 0x87);
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/cln", dev(D1));
+	assert_int_equal(sub(u, t, 0), 0x87);
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/svc", dev(D1));
+	assert_int_equal(pub1(u, t), 0x87);
+	cl_close(u);
+}
+
+/* mosquitto_pub and mosquitto_sub, as a developer would try them. */
+static void command_line_clients(void **state)
+{
+	char cmd[1024], t[256], port[16];
+	snprintf(port, sizeof port, "%d", PORT);
+	topic(t, sizeof t, S.admin.account_id, dev(D1), "both");
+	snprintf(cmd, sizeof cmd, "mosquitto_pub -h 127.0.0.1 -p %s -i %s -u %s -P '%s' -t %s -m hi -q 1 2>/dev/null", port,
+	         dev(D1), dev(D1), SECRET[D1], t);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "mosquitto_pub -h 127.0.0.1 -p %s -i %s -u %s -P wrong -t %s -m hi -q 1 2>/dev/null", port,
+	         dev(D1), dev(D1), t);
+	assert_int_not_equal(system(cmd), 0);
+	/* a subscriber receives what the device's channel carries */
+	char out[256] = {0};
+	snprintf(cmd, sizeof cmd,
+	         "(sleep 0.5; mosquitto_pub -h 127.0.0.1 -p %s -i %s -u %s -P '%s' -t %s -m hello -q 1) & "
+	         "mosquitto_sub -h 127.0.0.1 -p %s -i %s -u '' -P '%s' -t %s -C 1 -W 5 -V mqttv5; wait",
+	         port, getvar("U"), getvar("U"), USECRET, t, port, dev(D1), SECRET[D1], t);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	if(!fgets(out, sizeof out, p)) out[0] = '\0';
+	assert_int_equal(pclose(p), 0);
+	assert_string_equal(out, "hello\n");
+}
+
+static long version_of(const char *id)
+{
+	json_t *d = get_device(id);
+	long v = atol(json_string_value(json_object_get(d, "version")));
+	json_decref(d);
+	return v;
+}
+
+static void connection_status(void **state)
+{
+	const char *d2 = dev(D2);
+	long v0 = version_of(d2);
+	assert_true(connected_within(d2, 0) >= 0);
+	cl *c = cl_connect(d2, NULL, SECRET[D2], 4);
+	assert_int_equal(get(c, &c->connack), 0);
+	long up = connected_within(d2, 1);
+	print_message("connected visible after %ld ms\n", up);
+	assert_true(up >= 0 && up < 1000);
+	json_t *d = get_device(d2);
+	const char *last = json_string_value(json_object_get(d, "lastConnected"));
+	assert_non_null(last);
+	assert_timestamp(last);
+	json_decref(d);
+	assert_int_equal(version_of(d2), v0);   /* status is not an edit */
+	cl_close(c);
+	long down = connected_within(d2, 0);
+	print_message("disconnected visible after %ld ms\n", down);
+	assert_true(down >= 0 && down < 1000);
+}
+
+/* A live session ends within a second of the change that invalidates it. */
+static long kicked_within(cl *c, uint64_t t0)
+{
+	for(uint64_t end = t0 + WAIT_MS; now_ms() < end; sleep_ms(5)) {
+		pthread_mutex_lock(&c->lock);
+		long ms = c->gone ? (long)(c->gone_at - t0) : -1;
+		pthread_mutex_unlock(&c->lock);
+		if(ms >= 0) return ms;
+	}
+	return -1;
+}
+
+static void regenerate_disconnects(void **state)
+{
+	const char *d1 = dev(D1);
+	char old[64];
+	snprintf(old, sizeof old, "%s", SECRET[D1]);
+	cl *c = cl_connect(d1, NULL, old, 5);
+	assert_int_equal(get(c, &c->connack), 0);
+	uint64_t t0 = now_ms();
+	gen_secret(S.admin.api_key, d1, "device", SECRET[D1]);
+	long ms = kicked_within(c, t0);
+	print_message("regenerate: disconnected after %ld ms\n", ms);
+	assert_true(ms >= 0 && ms < 1000);
+	cl_close(c);
+	assert_int_equal(connack(d1, NULL, old, 5), 0x87);
+	assert_int_equal(connack(d1, NULL, SECRET[D1], 5), 0);
+}
+
+static void disable_disconnects(void **state)
+{
+	const char *d3 = dev(D3);
+	char path[128];
+	cl *c = cl_connect(d3, NULL, SECRET[D3], 4);
+	assert_int_equal(get(c, &c->connack), 0);
+	snprintf(path, sizeof path, "/api/v1/devices/%s/disable", d3);
+	uint64_t t0 = now_ms();
+	h_resp r = api("POST", path, NULL);
+	check_resp(&r, 200, NULL, NULL, path);
+	h_resp_free(&r);
+	long ms = kicked_within(c, t0);
+	print_message("disable: disconnected after %ld ms\n", ms);
+	assert_true(ms >= 0 && ms < 1000);
+	cl_close(c);
+	assert_int_equal(connack(d3, NULL, SECRET[D3], 4), 5);
+	assert_int_equal(connected_within(d3, 0) >= 0, 1);
+	snprintf(path, sizeof path, "/api/v1/devices/%s/enable", d3);
+	r = api("POST", path, NULL);
+	check_resp(&r, 200, NULL, NULL, path);
+	h_resp_free(&r);
+	assert_int_equal(connack(d3, NULL, SECRET[D3], 4), 0);
+}
+
+static void revoke_and_delete_disconnect(void **state)
+{
+	char path[160];
+	/* revoke the account user's credential */
+	cl *u = cl_connect(getvar("U"), NULL, USECRET, 5);
+	assert_int_equal(get(u, &u->connack), 0);
+	h_resp r = api("GET", CRED_PATH "?entityType=accountUser", NULL);
+	snprintf(path, sizeof path, CRED_PATH "/%s", h_str(&r, "mqttCredentials.results.0.id"));
+	h_resp_free(&r);
+	uint64_t t0 = now_ms();
+	r = api("DELETE", path, NULL);
+	check_resp(&r, 204, NULL, NULL, path);
+	h_resp_free(&r);
+	long ms = kicked_within(u, t0);
+	print_message("revoke: disconnected after %ld ms\n", ms);
+	assert_true(ms >= 0 && ms < 1000);
+	cl_close(u);
+	/* delete a device */
+	cl *c = cl_connect(dev(DP), NULL, SECRET[DP], 4);
+	assert_int_equal(get(c, &c->connack), 0);
+	snprintf(path, sizeof path, "/api/v1/devices/%s", dev(DP));
+	t0 = now_ms();
+	r = api("DELETE", path, NULL);
+	check_resp(&r, 204, NULL, NULL, path);
+	h_resp_free(&r);
+	ms = kicked_within(c, t0);
+	print_message("delete: disconnected after %ld ms\n", ms);
+	assert_true(ms >= 0 && ms < 1000);
+	cl_close(c);
+	assert_int_equal(connack(dev(DP), NULL, SECRET[DP], 4), 5);
+}
+
+/* POST /api/v1/broker/authorize: the same rules over HTTP, for a broker-scoped key. */
+static const char *authz(const char *key, const char *clientid, const char *username, const char *topic_,
+                         const char *action, long *status)
+{
+	static char result[16];
+	json_t *b = json_pack("{s:s, s:s, s:s}", "clientid", clientid, "topic", topic_, "action", action);
+	if(username) json_object_set_new(b, "username", json_string(username));
+	char *body = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	h_resp r = api_as(key, "POST", "/api/v1/broker/authorize", body, NULL);
+	free(body);
+	*status = r.status;
+	snprintf(result, sizeof result, "%s", r.status == 200 && h_str(&r, "result") ? h_str(&r, "result") : "-");
+	h_resp_free(&r);
+	return result;
+}
+
+static void authorize_hook(void **state)
+{
+	char key[128], t[256], body[200];
+	long st;
+	h_resp r = api("POST", "/api/v1/api-keys", "{\"name\":\"mqtt-broker\",\"scopes\":[\"broker\"]}");
+	check_resp(&r, 201, NULL, NULL, "broker key");
+	snprintf(key, sizeof key, "%s", h_str(&r, "apiKey.key"));
+	h_resp_free(&r);
+	const char *acct = S.admin.account_id, *d1 = dev(D1);
+	static const struct { const char *rest, *action, *want; } CASES[] = {
+		{"both", "publish", "allow"}, {"both", "subscribe", "allow"}, {"up", "publish", "allow"},
+		{"up", "subscribe", "deny"}, {"down", "publish", "deny"}, {"down", "subscribe", "allow"},
+		{"_log", "publish", "allow"}, {"_log", "subscribe", "deny"}, {"_set/fields", "publish", "allow"},
+		{"_updates/fields", "subscribe", "allow"}, {"_updates/fields", "publish", "deny"},
+		{"_rejected", "subscribe", "allow"}, {"#", "subscribe", "allow"}, {"#", "publish", "deny"},
+	};
+	for(size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+		topic(t, sizeof t, acct, d1, CASES[i].rest);
+		const char *got = authz(key, d1, NULL, t, CASES[i].action, &st);
+		if(st != 200 || strcmp(got, CASES[i].want) != 0)
+			fail_msg("%s %s: %ld %s, want %s", CASES[i].action, CASES[i].rest, st, got, CASES[i].want);
+	}
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/cln", d1);
+	assert_string_equal(authz(key, d1, d1, t, "subscribe", &st), "allow");
+	assert_string_equal(authz(key, d1, "", t, "publish", &st), "deny");
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/svc", d1);
+	assert_string_equal(authz(key, d1, NULL, t, "publish", &st), "allow");
+	assert_string_equal(authz(key, d1, NULL, "#", "subscribe", &st), "deny");
+	snprintf(t, sizeof t, "xi/blue/v1/%s/#", acct);
+	assert_string_equal(authz(key, d1, NULL, t, "subscribe", &st), "deny");
+	topic(t, sizeof t, acct, d1, "both");
+	assert_string_equal(authz(key, d1, dev(D2), t, "publish", &st), "deny");          /* username mismatch */
+	assert_string_equal(authz(key, dev(D2), NULL, t, "publish", &st), "deny");        /* another device */
+	assert_string_equal(authz(key, "0190a0b0-0000-7000-8000-000000000000", NULL, t, "publish", &st), "deny");
+	assert_string_equal(authz(key, dev(DP), NULL, t, "publish", &st), "deny");        /* deleted */
+	topic(t, sizeof t, B.account_id, dev(DB), "both");
+	assert_string_equal(authz(key, dev(DB), NULL, t, "publish", &st), "deny");        /* B's template has no channels */
+	topic(t, sizeof t, B.account_id, dev(DB), "_log");
+	assert_string_equal(authz(key, dev(DB), NULL, t, "publish", &st), "allow");
+	/* bodies and scopes */
+	topic(t, sizeof t, acct, d1, "both");
+	authz(S.admin.api_key, d1, NULL, t, "publish", &st);
+	assert_int_equal(st, 403);
+	authz("nope", d1, NULL, t, "publish", &st);
+	assert_int_equal(st, 401);
+	authz(key, d1, NULL, t, "read", &st);
+	assert_int_equal(st, 400);
+	snprintf(body, sizeof body, "{\"clientid\":\"%s\",\"topic\":\"x\"}", d1);
+	r = api_as(key, "POST", "/api/v1/broker/authorize", body, NULL);
+	check_resp(&r, 400, "missing_field", "action", "no action");
+	h_resp_free(&r);
+	r = api_as(key, "POST", "/api/v1/broker/authorize", "{\"clientid\":\"x\",\"topic\":\"x\",\"action\":\"publish\",\"extra\":1}", NULL);
+	check_resp(&r, 400, "unknown_field", NULL, "unknown field");
+	h_resp_free(&r);
+	r = api_as(key, "POST", "/api/v1/broker/authorize", "{\"clientid\":1,\"topic\":\"x\",\"action\":\"publish\"}", NULL);
+	check_resp(&r, 400, "invalid_type", NULL, "clientid type");
+	h_resp_free(&r);
+}
+
+static int teardown(void **state)
+{
+	int st = broker_stop();
+	int bad = st != 0 || log_has(BLOG, "AddressSanitizer") || log_has(BLOG, "runtime error");
+	if(bad) fprintf(stderr, "mosquitto exit status %d; log %s\n", st, BLOG);
+	if(getenv("IMP_SHOW_BROKER_LOG")) {
+		char cmd[600];
+		snprintf(cmd, sizeof cmd, "grep imprint %s >&2", BLOG);
+		if(system(cmd)) {}
+	}
+	mosquitto_lib_cleanup();
+	return group_teardown(state) || bad ? -1 : 0;
+}
+
+static int setup(void **state)
+{
+	mosquitto_lib_init();
+	return group_setup(state);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(setup_entities),
+		cmocka_unit_test(connect_rules),
+		cmocka_unit_test(device_topics),
+		cmocka_unit_test(per_message_read_check),
+		cmocka_unit_test(account_user_topics),
+		cmocka_unit_test(command_line_clients),
+		cmocka_unit_test(connection_status),
+		cmocka_unit_test(regenerate_disconnects),
+		cmocka_unit_test(disable_disconnects),
+		cmocka_unit_test(revoke_and_delete_disconnect),
+		cmocka_unit_test(authorize_hook),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
