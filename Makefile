@@ -16,7 +16,7 @@ $(BUILD)/Makefile: CMakeLists.txt
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 build: setup $(BUILD)/Makefile
-	cmake --build $(BUILD) -j $(JOBS) --target imprint imprint_seed
+	cmake --build $(BUILD) -j $(JOBS) --target imprint imprint_seed imprint_mosquitto
 
 run: build
 	@bash scripts/run.sh $(BUILD)/imprint $(DATA) $(LISTEN)

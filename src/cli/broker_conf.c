@@ -216,10 +216,11 @@ static void listener(text *t, const listen_addr *a, int kind, const conf_files *
 		put(t, "certfile %s\nkeyfile %s\ntls_version tlsv1.2\n", f->crt, f->key);
 	}
 	if(kind == TLS_CERT) {
-		put(t, "require_certificate true\nuse_identity_as_username true\ncapath %s\n", f->capath);
+		/* Not use_identity_as_username: mosquitto 2.0 then skips the plugin's login
+		 * check. The device sends its id as client id; the plugin compares the
+		 * certificate's fingerprint with the registered one. */
+		put(t, "require_certificate true\ncapath %s\n", f->capath);
 	}
-	if(f->plugin) put(t, "allow_anonymous false\nplugin %s\nplugin_opt_data %s\n", f->plugin, f->data);
-	else put(t, "# --broker-insecure-no-plugin: every client is accepted\nallow_anonymous true\n");
 }
 
 static void port_line(broker__plan *plan, const char *scheme, const listen_addr *a, const char *what)
@@ -305,10 +306,14 @@ imp_err broker__prepare(const imp_broker_opts *o, broker__plan *plan)
 	if(!buf) return IMP_ERR_NOMEM;
 	text t = {buf, 0, CONF_CAP, 0};
 	put(&t, "# Written by imprint serve at every start from its options: edits here are lost.\n"
-	        "per_listener_settings true\npersistence false\n"
+	        "per_listener_settings false\npersistence false\n"
 	        "log_dest stderr\nlog_timestamp false\n"
 	        "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n");
 	if(pw && pw->pw_name && !conf_safe("the user name", pw->pw_name)) put(&t, "user %s\n", pw->pw_name);
+	/* One plugin for every listener: one read connection, one status writer, one change
+	 * feed reader (per-listener plugins would be three of each). */
+	if(f.plugin) put(&t, "allow_anonymous false\nplugin %s\nplugin_opt_data %s\n", f.plugin, f.data);
+	else put(&t, "# --broker-insecure-no-plugin: every client is accepted\nallow_anonymous true\n");
 	listener(&t, &plain, PLAIN, &f);
 	listener(&t, &tls, TLS, &f);
 	listener(&t, &tls_cert, TLS_CERT, &f);
