@@ -1,16 +1,28 @@
 /* Certificate credentials: device certificates registered as they are (self-signed, or
  * signed by a CA the account registered or by the account's own device CA), CSRs signed
  * with the account's device CA, and the account's certificate authorities. */
+#include <stdio.h>
 #include <string.h>
 
 #include "api/credentials.h"
 #include "api/resource.h"
+#include "core/capath.h"
 #include "core/devca.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
 #include "core/x509.h"
 
 #define CAS_MAX 64
+
+/* The broker's certificate listener trusts what is in DATA/broker/capath (TLS checks the
+ * chain; the plugin then checks the registered fingerprint). A failure here is logged, not
+ * fatal: the registration stands, and serve adds device CAs again at every start. */
+static void trust(imp_req *r, const char *pem, const char *what)
+{
+	if(!r->app->data_dir) return;
+	imp_err rc = imp_broker_capath_add(r->app->data_dir, pem);
+	if(rc) fprintf(stderr, "imprint: could not add %s to the broker's trust directory: %s\n", what, imp_err_name(rc));
+}
 
 static json_t *ca_pem(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
 {
@@ -55,6 +67,7 @@ imp_err imp_cred_certificate(imp_req *r, const char *device_id, const char *cert
 		}
 		if((rc = imp_cert_parse(signed_pem, strlen(signed_pem), &info, why, sizeof why))) goto out;
 		cert_pem = signed_pem;
+		trust(r, ca_cert, "the account's device CA");
 	} else {
 		if((rc = account_cas(r, ca_cert, &cas))) goto out;
 		const char *list[CAS_MAX + 1];
@@ -68,6 +81,11 @@ imp_err imp_cred_certificate(imp_req *r, const char *device_id, const char *cert
 			rc = api_fail(r, IMP_ERR_INVALID, "invalid_certificate", "certificate", "the certificate cannot be registered: %s", why);
 			goto out;
 		}
+		/* Its own trust anchor when self-signed; else it chains to the device CA or to a
+		 * registered CA, which are trusted already (the device CA: again, for accounts
+		 * made while serve runs). */
+		if(info.self_signed) trust(r, cert_pem, "a self-signed device certificate");
+		else trust(r, ca_cert, "the account's device CA");
 	}
 	if((rc = imp_id_new(&c->id))) goto out;
 	c->account = r->who.account;
@@ -107,6 +125,7 @@ static imp_err ca_validate(imp_req *r, json_t *doc, const imp_entity *old)
 	char why[200] = "";
 	if(imp_cert_check_ca(pem, strlen(pem), imp_now_ms(), &info, why, sizeof why))
 		return api_fail(r, IMP_ERR_INVALID, "invalid_certificate", "certificate", "not a usable CA certificate: %s", why);
+	trust(r, pem, "a registered CA");
 	char nb[IMP_ISO_LEN + 1], na[IMP_ISO_LEN + 1];
 	imp_iso8601(info.not_before_ms, nb);
 	imp_iso8601(info.not_after_ms, na);

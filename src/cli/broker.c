@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -86,6 +87,29 @@ static int drain(imp_broker *b, int fd, line_buf *lb, int *ready)
 	return 0;
 }
 
+/* When imprint itself runs with AddressSanitizer (the test build), the plugin is built with
+ * it too and mosquitto can load it only with the runtime preloaded: the path of the
+ * runtime this process has mapped, or "" when there is none. */
+static const char *asan_runtime(void)
+{
+	static char path[512];
+	static int done;
+	if(done) return path;
+	done = 1;
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[768];
+	while(f && fgets(line, sizeof line, f)) {
+		char *p = strchr(line, '/');
+		if(p && strstr(p, "/libasan.so")) {
+			p[strcspn(p, "\n")] = '\0';
+			snprintf(path, sizeof path, "%s", p);
+			break;
+		}
+	}
+	if(f) fclose(f);
+	return path;
+}
+
 /* Forks mosquitto with its output on *out_fd. Between fork and exec only async-signal-safe
  * calls: imprint has other threads. */
 static pid_t spawn(imp_broker *b, int *out_fd)
@@ -96,6 +120,29 @@ static pid_t spawn(imp_broker *b, int *out_fd)
 	/* Only this thread forks, so nothing can inherit the pipe between these calls. */
 	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
 	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+	/* The environment, plus LD_PRELOAD of the sanitizer runtime when there is one (made
+	 * before fork: the child may only make async-signal-safe calls). */
+	extern char **environ;
+	static char preload[600];
+	size_t nenv = 0;
+	while(environ[nenv]) nenv++;
+	char **envp = calloc(nenv + 3, sizeof *envp);
+	if(!envp) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	size_t k = 0;
+	for(size_t i = 0; i < nenv; i++) {
+		if(strncmp(environ[i], "LD_PRELOAD=", 11) != 0 && strncmp(environ[i], "ASAN_OPTIONS=", 13) != 0)
+			envp[k++] = environ[i];
+	}
+	if(asan_runtime()[0]) {
+		snprintf(preload, sizeof preload, "LD_PRELOAD=%s", asan_runtime());
+		envp[k++] = preload;
+		/* mosquitto's own allocations are not ours to judge */
+		envp[k++] = (char *)"ASAN_OPTIONS=detect_leaks=0";
+	}
 	pid_t parent = getpid();
 	sigset_t none;
 	sigemptyset(&none);
@@ -115,9 +162,10 @@ static pid_t spawn(imp_broker *b, int *out_fd)
 			for(int fd = 3; fd < 4096; fd++) close(fd);
 		signal(SIGPIPE, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &none, NULL); /* serve blocks SIGTERM for its sigwait */
-		execv(argv[0], argv);
+		execve(argv[0], argv, envp);
 		_exit(127);
 	}
+	free(envp);
 	close(fds[1]);
 	if(pid < 0) {
 		close(fds[0]);
