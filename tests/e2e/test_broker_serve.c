@@ -240,12 +240,75 @@ static void self_signed_registered_live(void **state)
 	EVP_PKEY_free(k);
 }
 
+/* A registered certificate works until it expires, and not after. */
+static void expired_certificate_refused(void **state)
+{
+	char cap[512], kp[512];
+	snprintf(cap, sizeof cap, "%s/ca/%s.crt", S.data, ACCOUNT);
+	snprintf(kp, sizeof kp, "%s/ca/%s.key", S.data, ACCOUNT);
+	FILE *f = fopen(cap, "r");
+	assert_non_null(f);
+	X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	f = fopen(kp, "r");
+	assert_non_null(f);
+	EVP_PKEY *cakey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(ca);
+	assert_non_null(cakey);
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *x = X509_new();
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 99);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 4);
+	X509_set_pubkey(x, k);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)CDEV, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(ca));
+	assert_true(X509_sign(x, cakey, EVP_sha256()) > 0);
+	char cf[512], kf[512], ca_tls[512], port[8], topic[200];
+	path(cf, sizeof cf, "c3.crt");
+	path(kf, sizeof kf, "c3.key");
+	f = fopen(cf, "w");
+	PEM_write_X509(f, x);
+	fclose(f);
+	f = fopen(kf, "w");
+	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	snprintf(port, sizeof port, "%u", P_CERT);
+	topic_of(CDEV, topic, sizeof topic);
+	path(ca_tls, sizeof ca_tls, "tls/ca.crt");
+	const char *args[] = {"-p", port, "--cafile", ca_tls, "--cert", cf, "--key", kf, "-i", CDEV, "-t", topic, NULL};
+	BIO *b = BIO_new(BIO_s_mem());
+	PEM_write_bio_X509(b, x);
+	char *pem;
+	long n = BIO_get_mem_data(b, &pem);
+	char *copy = strndup(pem, (size_t)n);
+	json_t *j = json_pack("{s:s, s:s}", "entityId", CDEV, "certificate", copy);
+	char *text = json_dumps(j, 0);
+	h_resp r = h_call(&S, "POST", "/api/v1/access/mqtt-credentials", S.admin.api_key, text, NULL);
+	assert_int_equal(r.status, 200);
+	h_resp_free(&r);
+	assert_int_equal(pub(args), 0);
+	sleep(6);
+	assert_int_not_equal(pub(args), 0);
+	free(text);
+	free(copy);
+	json_decref(j);
+	BIO_free(b);
+	X509_free(x);
+	X509_free(ca);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(cakey);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(password_device_plain_and_tls),
 		cmocka_unit_test(certificate_device_from_csr),
 		cmocka_unit_test(self_signed_registered_live),
+		cmocka_unit_test(expired_certificate_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
