@@ -137,7 +137,7 @@ static imp_err find_plugin(const char *given, char *out, size_t cap, int *found)
  * reported and skipped: its devices cannot connect by certificate, the rest can. */
 static void capath_fill(const char *data)
 {
-	char dir[PATH_CAP], path[PATH_CAP + 300];
+	char dir[PATH_CAP + 8], path[PATH_CAP + 300];
 	snprintf(dir, sizeof dir, "%s/ca", data);
 	DIR *d = opendir(dir);
 	if(!d) return;
