@@ -97,6 +97,41 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_ACL_DENIED;
 }
 
+/* A clean session's entry outlives its disconnect by a moment: mosquitto calls the
+ * disconnect event before it publishes the client's will, whose write check needs the
+ * entry. The tick drops it after DROP_AFTER_MS unless the client came back. */
+#define DROP_MAX 4096
+#define DROP_AFTER_MS 2000
+static struct {
+	char id[IMP_UUID_LEN + 1];
+	uint64_t at;
+} DROPS[DROP_MAX];
+static size_t drop_head, drop_n;
+
+static void drop_later(const char *clientid, uint64_t now)
+{
+	if(drop_n == DROP_MAX) {
+		/* Full (a disconnect storm): the oldest goes now. */
+		plugin_client *c = plugin__clients_get(DROPS[drop_head].id);
+		if(c && !c->conn) plugin__clients_del(DROPS[drop_head].id);
+		drop_head = (drop_head + 1) % DROP_MAX;
+		drop_n--;
+	}
+	size_t i = (drop_head + drop_n++) % DROP_MAX;
+	snprintf(DROPS[i].id, sizeof DROPS[i].id, "%s", clientid);
+	DROPS[i].at = now + DROP_AFTER_MS;
+}
+
+static void drop_due(uint64_t now)
+{
+	while(drop_n && DROPS[drop_head].at <= now) {
+		plugin_client *c = plugin__clients_get(DROPS[drop_head].id);
+		if(c && !c->conn) plugin__clients_del(DROPS[drop_head].id);
+		drop_head = (drop_head + 1) % DROP_MAX;
+		drop_n--;
+	}
+}
+
 static int on_disconnect(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_disconnect *ed = event_data;
@@ -109,9 +144,9 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	if(!c || c->p.type == IMP_PRINCIPAL_DEVICE) plugin__status_push(clientid, 0);
 	if(!c) return MOSQ_ERR_SUCCESS;
 	/* A persistent session keeps receiving (queued) messages while offline, which the
-	 * per-message check must still be able to answer. */
-	if(mosquitto_client_clean_session(ed->client)) plugin__clients_del(clientid);
-	else c->conn = NULL;
+	 * per-message check must still be able to answer; a clean one goes after its will. */
+	c->conn = NULL;
+	if(mosquitto_client_clean_session(ed->client)) drop_later(clientid, imp_mono_us() / 1000);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -129,6 +164,7 @@ static int on_change(int64_t seq, const char *entity_id, const char *what, void 
 static int on_tick(int event, void *event_data, void *userdata)
 {
 	uint64_t now = imp_mono_us() / 1000;
+	drop_due(now);
 	if(now < G.next_feed_ms) return MOSQ_ERR_SUCCESS;
 	G.next_feed_ms = now + FEED_EVERY_MS;
 	/* A busy store (a checkpoint, a recovery) skips this tick rather than wait. */
@@ -166,6 +202,7 @@ static void release(void)
 	for(size_t i = 0; G.id && i < NCALLBACKS; i++) mosquitto_callback_unregister(G.id, CALLBACKS[i].event, CALLBACKS[i].cb, NULL);
 	plugin__status_stop();
 	plugin__clients_free();
+	drop_head = drop_n = 0;
 	imp_db_close(&G.db);
 	memset(&G, 0, sizeof G);
 }

@@ -538,6 +538,34 @@ static void account_user_topics(void **state)
 	cl_close(u);
 }
 
+/* A device's will on its own channel reaches a subscriber when the device drops off with a
+ * clean session too (mosquitto sends the will after the plugin's disconnect event). */
+static void last_will_is_delivered(void **state)
+{
+	char t[256];
+	const char *d2 = dev(D2);
+	topic(t, sizeof t, S.admin.account_id, d2, "up");
+	cl *u = cl_connect(getvar("U"), getvar("U"), USECRET, 5);
+	assert_int_equal(get(u, &u->connack), 0);
+	assert_int_equal(sub(u, t, 0), 0);
+	for(int clean = 1; clean >= 0; clean--) {
+		struct mosquitto *m = mosquitto_new(d2, clean, NULL);
+		assert_non_null(m);
+		assert_int_equal(mosquitto_will_set(m, t, 4, "gone", 0, false), MOSQ_ERR_SUCCESS);
+		assert_int_equal(mosquitto_username_pw_set(m, d2, SECRET[D2]), MOSQ_ERR_SUCCESS);
+		assert_int_equal(mosquitto_connect(m, "127.0.0.1", PORT, 30), MOSQ_ERR_SUCCESS);
+		/* CONNACK read, then the connection drops without a DISCONNECT. */
+		for(int i = 0; i < 20; i++) mosquitto_loop(m, 50, 1);
+		int before = received(u, t);
+		shutdown(mosquitto_socket(m), SHUT_RDWR);
+		mosquitto_destroy(m);
+		int got = 0;
+		for(uint64_t end = now_ms() + WAIT_MS; now_ms() < end && !got; sleep_ms(5)) got = received(u, t) > before;
+		if(!got) fail_msg("the will of a %s session was not delivered", clean ? "clean" : "persistent");
+	}
+	cl_close(u);
+}
+
 /* mosquitto_pub and mosquitto_sub, as a developer would try them. */
 static void command_line_clients(void **state)
 {
@@ -782,6 +810,7 @@ int main(void)
 		cmocka_unit_test(device_topics),
 		cmocka_unit_test(per_message_read_check),
 		cmocka_unit_test(account_user_topics),
+		cmocka_unit_test(last_will_is_delivered),
 		cmocka_unit_test(command_line_clients),
 		cmocka_unit_test(connection_status),
 		cmocka_unit_test(regenerate_disconnects),
