@@ -94,6 +94,12 @@ static imp_err existing_device(batch *b, json_t *body, int64_t key, imp_entity *
 		return api_fail(r, IMP_ERR_CONFLICT, "device_deleted", "serialNumber",
 		                "the device this batch made for this serial number has been deleted");
 	if(rc) return rc;
+	/* The same serial number, as a second guard beside forgetting deleted devices' items. */
+	const char *serial = json_string_value(json_object_get(body, "serialNumber"));
+	const char *stored = json_string_value(json_object_get(e->doc, "serialNumber"));
+	if(!serial || !stored || strcmp(serial, stored) != 0)
+		return api_fail(r, IMP_ERR_CONFLICT, "device_deleted", "serialNumber",
+		                "the device this batch made for this serial number has been deleted");
 	const char *tid = json_string_value(json_object_get(body, "deviceTemplateId"));
 	if(!tid || strcmp(tid, json_string_value(json_object_get(e->doc, "deviceTemplateId"))) != 0)
 		return api_fail(r, IMP_ERR_CONFLICT, "batch_mismatch", "deviceTemplateId",

@@ -120,6 +120,13 @@ out:
 static imp_err ca_validate(imp_req *r, json_t *doc, const imp_entity *old)
 {
 	if(old) return IMP_OK;
+	/* Device certificates are checked against every CA of the account (CAS_MAX at most). */
+	int64_t n = 0, last;
+	imp_query q = {.sort = "created", .page = 1, .page_size = 1, .after = -1, .want_count = 1};
+	imp_err crc = imp_db_list(r->db, &imp_kind_certificate_authority, r->who.account, &q, NULL, NULL, NULL, &n, &last);
+	if(crc) return crc;
+	if(n >= CAS_MAX)
+		return api_fail(r, IMP_ERR_INVALID, "too_many", "certificate", "an account registers at most %d CAs", CAS_MAX);
 	const char *pem = json_string_value(json_object_get(doc, "certificate"));
 	imp_cert_info info;
 	char why[200] = "";

@@ -254,7 +254,12 @@ static int open_output(batch *b)
 		}
 		b->out_fd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	} else {
-		b->out_fd = open(out, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		b->out_fd = open(out, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		/* Secrets go in: an existing file (made by touch, say) is narrowed to its owner. */
+		if(b->out_fd >= 0 && fchmod(b->out_fd, 0600)) {
+			close(b->out_fd);
+			b->out_fd = -1;
+		}
 		/* What a crashed run wrote after its last recorded chunk is cut off; those lines
 		 * run again and get fresh secrets (the cut ones stop working). */
 		if(b->out_fd >= 0 && (ftruncate(b->out_fd, b->st.output_bytes) || lseek(b->out_fd, 0, SEEK_END) < 0)) {
@@ -329,7 +334,9 @@ static long fill_chunk(batch *b, batch_slot *s)
 			rc = batch_buf_add(&s->req, "{}\n", 3);
 		} else {
 			char *csr = NULL;
-			if(b->cert && (rc = batch_keypair_csr(serial, &l->key, &csr))) {
+			/* The server sets the certificate's CN to the device id; a CN is at most 64
+			 * characters and a serial number may be 128, so the CSR asks for a fixed one. */
+			if(b->cert && (rc = batch_keypair_csr("imprint device", &l->key, &csr))) {
 				fprintf(stderr, "imprint batch: cannot make a key pair (%s)\n", imp_err_name(rc));
 				return -1;
 			}
@@ -415,7 +422,7 @@ static int commit(batch *b, batch_slot *s, long ok, long failed)
 		for(const char *p = b->bundles.p, *end = p + b->bundles.n; p && p < end && !bad;) {
 			const char *name = p, *json = name + strlen(name) + 1;
 			size_t n = strlen(json);
-			int fd = openat(b->out_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			int fd = openat(b->out_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 			bad = fd < 0 || write_all(fd, json, n);
 			if(fd >= 0 && close(fd)) bad = 1;
 			p = json + n + 1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/batch.h"
+#include "core/ids.h"
 #include "core/mem.h"
 
 /* More channels than any template has; past it the answer is taken as broken. */
@@ -351,6 +352,11 @@ batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, bat
 		goto out;
 	}
 	if(!a.has_device || !a.id || !a.serial || !a.account || !a.template_id || !a.has_channels) goto out;
+	/* Ids name files (dir output) and go into firmware: nothing but a UUID is taken. */
+	if(!imp_id_valid(a.id) || !imp_id_valid(a.account) || !imp_id_valid(a.template_id)) {
+		snprintf(why, why_len, "the server sent an id that is not a UUID");
+		goto out;
+	}
 	if(!a.has_cred) {
 		/* The device exists, but without a credential there is nothing to flash. */
 		snprintf(why, why_len, "the server made device %.40s but sent no credential for it", a.id);

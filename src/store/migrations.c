@@ -97,6 +97,10 @@ static const char *const MIGRATIONS[] = {
 	"CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, entity_id TEXT NOT NULL,"
 	"  what TEXT NOT NULL, at INTEGER NOT NULL);"
 	"CREATE INDEX changes_at ON changes (at);",
+
+	/* 6: a deleted device's batch items are marked (device keys can be reused by SQLite), so
+	 * a resumed batch never maps a serial number to another device. */
+	"CREATE INDEX batch_items_device ON batch_items (device_key);",
 };
 
 const char *const *imp_migrations(int *count)

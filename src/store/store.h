@@ -274,6 +274,8 @@ imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, co
                               int64_t *device_key, int64_t *generation);
 imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,
                               int64_t device_key, int64_t generation);
+/* Marks the batch items of a device being deleted (resuming then answers device_deleted). */
+imp_err imp_db_batch_items_forget(imp_db *db, int64_t account, int64_t device_key);
 imp_err imp_db_batch_item_touch(imp_db *db, int64_t account, const char *batch, const char *serial,
                                 int64_t generation);
 /* The entity of kind k with internal key key, in account. NOT_FOUND. */

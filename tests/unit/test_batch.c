@@ -150,7 +150,7 @@ static void serial_length(void **state)
 {
 	char line[1024], out[BATCH_SERIAL_BUF];
 	const char *why;
-	memset(line, 'a', 128);
+	memset(line, 'a', 129);
 	assert_int_equal(batch_line_parse(line, 128, 0, 0, out, &why), BATCH_LINE_SERIAL);
 	assert_int_equal(batch_line_parse(line, 129, 0, 0, out, &why), BATCH_LINE_BAD);
 	size_t n = 0;
@@ -169,10 +169,10 @@ static void serial_length(void **state)
 /* ---- answers and formats ---- */
 
 static const char ANSWER[] =
-	"{\"line\":7,\"device\":{\"id\":\"D1\",\"accountId\":\"A1\",\"deviceTemplateId\":\"T1\",\"organizationId\":null,"
+	"{\"line\":7,\"device\":{\"id\":\"01a215b9-0000-7000-8000-0000000000d1\",\"accountId\":\"01a215b9-0000-7000-8000-0000000000a1\",\"deviceTemplateId\":\"01a215b9-0000-7000-8000-0000000000f1\",\"organizationId\":null,"
 	"\"serialNumber\":\"S\\u00e9 \\\"7\\\"\",\"disabled\":false,\"n\":[1,2.5e3,{\"x\":[]}],"
-	"\"channels\":[{\"channelTemplateName\":\"temp\",\"permission\":\"publish\",\"channel\":\"xi/blue/v1/A1/d/D1/temp\"},"
-	"{\"channelTemplateName\":\"cmd\",\"permission\":\"subscribe\",\"channel\":\"xi/blue/v1/A1/d/D1/cmd\"}]},"
+	"\"channels\":[{\"channelTemplateName\":\"temp\",\"permission\":\"publish\",\"channel\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/temp\"},"
+	"{\"channelTemplateName\":\"cmd\",\"permission\":\"subscribe\",\"channel\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/cmd\"}]},"
 	"\"mqttCredential\":{\"id\":\"C1\",\"secret\":\"c2VjcmV0\\/+=\"}}";
 
 static const batch_broker BROKER = {"mqtt.example.com", 8883, 8884};
@@ -185,12 +185,12 @@ static void answer_to_jsonl(void **state)
 	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
 	assert_string_equal(out.p,
-	                    "{\"deviceId\":\"D1\",\"serialNumber\":\"S\xc3\xa9 \\\"7\\\"\",\"accountId\":\"A1\","
-	                    "\"deviceTemplateId\":\"T1\",\"broker\":{\"host\":\"mqtt.example.com\",\"port\":8883,"
-	                    "\"certificatePort\":8884},\"mqtt\":{\"clientId\":\"D1\",\"username\":\"D1\","
-	                    "\"password\":\"c2VjcmV0/+=\"},\"topicPrefix\":\"xi/blue/v1/A1/d/D1/\",\"channels\":["
-	                    "{\"name\":\"temp\",\"topic\":\"xi/blue/v1/A1/d/D1/temp\",\"permission\":\"publish\"},"
-	                    "{\"name\":\"cmd\",\"topic\":\"xi/blue/v1/A1/d/D1/cmd\",\"permission\":\"subscribe\"}]}\n");
+	                    "{\"deviceId\":\"01a215b9-0000-7000-8000-0000000000d1\",\"serialNumber\":\"S\xc3\xa9 \\\"7\\\"\",\"accountId\":\"01a215b9-0000-7000-8000-0000000000a1\","
+	                    "\"deviceTemplateId\":\"01a215b9-0000-7000-8000-0000000000f1\",\"broker\":{\"host\":\"mqtt.example.com\",\"port\":8883,"
+	                    "\"certificatePort\":8884},\"mqtt\":{\"clientId\":\"01a215b9-0000-7000-8000-0000000000d1\",\"username\":\"01a215b9-0000-7000-8000-0000000000d1\","
+	                    "\"password\":\"c2VjcmV0/+=\"},\"topicPrefix\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/\",\"channels\":["
+	                    "{\"name\":\"temp\",\"topic\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/temp\",\"permission\":\"publish\"},"
+	                    "{\"name\":\"cmd\",\"topic\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/cmd\",\"permission\":\"subscribe\"}]}\n");
 	/* another line number, or a broken answer, is not taken */
 	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 8, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BROKEN);
@@ -217,15 +217,15 @@ static void answer_to_csv_and_nvs(void **state)
 	int cut = 0;
 	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_CSV, &BROKER, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
-	assert_string_equal(out.p, "\"S\xc3\xa9 \"\"7\"\"\",D1,A1,T1,mqtt.example.com,8883,8884,D1,D1,c2VjcmV0/+=,,,"
-	                           "xi/blue/v1/A1/d/D1/,\"[{\"\"name\"\":\"\"temp\"\",\"\"topic\"\":\"\"xi/blue/v1/A1/d/D1/"
+	assert_string_equal(out.p, "\"S\xc3\xa9 \"\"7\"\"\",01a215b9-0000-7000-8000-0000000000d1,01a215b9-0000-7000-8000-0000000000a1,01a215b9-0000-7000-8000-0000000000f1,mqtt.example.com,8883,8884,01a215b9-0000-7000-8000-0000000000d1,01a215b9-0000-7000-8000-0000000000d1,c2VjcmV0/+=,,,"
+	                           "xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/,\"[{\"\"name\"\":\"\"temp\"\",\"\"topic\"\":\"\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/"
 	                           "temp\"\",\"\"permission\"\":\"\"publish\"\"},{\"\"name\"\":\"\"cmd\"\",\"\"topic\"\":\"\""
-	                           "xi/blue/v1/A1/d/D1/cmd\"\",\"\"permission\"\":\"\"subscribe\"\"}]\"\n");
+	                           "xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/cmd\"\",\"\"permission\"\":\"\"subscribe\"\"}]\"\n");
 	out.n = 0;
 	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_NVS, &BROKER, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
-	assert_string_equal(out.p, "D1,\"S\xc3\xa9 \"\"7\"\"\",A1,mqtt.example.com,8883,8884,D1,D1,c2VjcmV0/+=,"
-	                           "xi/blue/v1/A1/d/D1/,temp=publish;cmd=subscribe\n");
+	assert_string_equal(out.p, "01a215b9-0000-7000-8000-0000000000d1,\"S\xc3\xa9 \"\"7\"\"\",01a215b9-0000-7000-8000-0000000000a1,mqtt.example.com,8883,8884,01a215b9-0000-7000-8000-0000000000d1,01a215b9-0000-7000-8000-0000000000d1,c2VjcmV0/+=,"
+	                           "xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/,temp=publish;cmd=subscribe\n");
 	assert_false(cut);
 	/* the header names the config's keys in order, each at most 15 characters */
 	for(int cert = 0; cert < 2; cert++) {
@@ -246,7 +246,7 @@ static void answer_to_csv_and_nvs(void **state)
 
 static void certificate_bundle(void **state)
 {
-	const char *ans = "{\"line\":1,\"device\":{\"id\":\"D\",\"accountId\":\"A\",\"deviceTemplateId\":\"T\","
+	const char *ans = "{\"line\":1,\"device\":{\"id\":\"01a215b9-0000-7000-8000-0000000000d2\",\"accountId\":\"01a215b9-0000-7000-8000-0000000000a2\",\"deviceTemplateId\":\"01a215b9-0000-7000-8000-0000000000f2\","
 	                  "\"serialNumber\":\"S\",\"channels\":[]},\"mqttCredential\":{\"certificate\":"
 	                  "\"-----BEGIN CERTIFICATE-----\\nQUJD\\nREVG\\n-----END CERTIFICATE-----\\n\"}}";
 	const char *key = "-----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n";
@@ -255,11 +255,11 @@ static void certificate_bundle(void **state)
 	int cut = 0;
 	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_NVS, &BROKER, key, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
-	assert_string_equal(out.p, "D,S,A,mqtt.example.com,8883,8884,D,D,QUJDREVG,S0VZ,xi/blue/v1/A/d/D/,\n");
+	assert_string_equal(out.p, "01a215b9-0000-7000-8000-0000000000d2,S,01a215b9-0000-7000-8000-0000000000a2,mqtt.example.com,8883,8884,01a215b9-0000-7000-8000-0000000000d2,01a215b9-0000-7000-8000-0000000000d2,QUJDREVG,S0VZ,xi/blue/v1/01a215b9-0000-7000-8000-0000000000a2/d/01a215b9-0000-7000-8000-0000000000d2/,\n");
 	out.n = 0;
 	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, key, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
-	assert_non_null(strstr(out.p, "\"mqtt\":{\"clientId\":\"D\",\"username\":\"D\"},\"certificate\":\"-----BEGIN "
+	assert_non_null(strstr(out.p, "\"mqtt\":{\"clientId\":\"01a215b9-0000-7000-8000-0000000000d2\",\"username\":\"01a215b9-0000-7000-8000-0000000000d2\"},\"certificate\":\"-----BEGIN "
 	                              "CERTIFICATE-----\\nQUJD\\nREVG\\n-----END CERTIFICATE-----\\n\",\"privateKey\""));
 	/* a password answer for a certificate batch is broken */
 	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, key, &out, &cut, why, sizeof why),

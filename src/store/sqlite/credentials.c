@@ -197,6 +197,19 @@ imp_err imp_db_credential_delete(imp_db *db, int64_t account, const char *id)
 	return entity[0] ? imp_db_change(db, entity, "revoke") : IMP_ERR_NOT_FOUND;
 }
 
+imp_err imp_db_batch_items_forget(imp_db *db, int64_t account, int64_t device_key)
+{
+	/* Kept as a tombstone (key 0 is never a device's): resuming the batch then says the
+	 * device was deleted instead of making it again, or finding a reused key. */
+	sqlite3_stmt *st = store__stmt(db, "UPDATE batch_items SET device_key = 0 WHERE device_key = ? AND account = ?");
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, device_key);
+	sqlite3_bind_int64(st, 2, account);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return store__rc(rc);
+}
+
 imp_err imp_db_credential_delete_of(imp_db *db, int64_t account, const char *entity_id)
 {
 	sqlite3_stmt *st = store__stmt(db, "DELETE FROM credentials WHERE entity_id = ? AND account = ?");
