@@ -97,6 +97,20 @@ static const char *const MIGRATIONS[] = {
 	"CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, entity_id TEXT NOT NULL,"
 	"  what TEXT NOT NULL, at INTEGER NOT NULL);"
 	"CREATE INDEX changes_at ON changes (at);",
+
+	/* 6: field provisioning. A claim token's secret is the keyed hash of the token; its
+	 * allow-list (claim_serials) is kept apart from the row, so reading a token never reads
+	 * 100,000 serial numbers. claimed_serials holds every serial number a claim made a
+	 * device for: one claim per serial number per account, whichever token it came with. */
+	"CREATE TABLE claim_tokens (" ENTITY_COLUMNS ", template_id TEXT NOT NULL,"
+	"  max_uses INTEGER NOT NULL, uses INTEGER NOT NULL DEFAULT 0, expires TEXT NOT NULL);"
+	"CREATE UNIQUE INDEX claim_tokens_secret ON claim_tokens (secret);"
+	"CREATE INDEX claim_tokens_template ON claim_tokens (account, template_id);"
+	"CREATE TABLE claim_serials (token_key INTEGER NOT NULL, serial TEXT NOT NULL,"
+	"  PRIMARY KEY (token_key, serial)) WITHOUT ROWID;"
+	"CREATE TABLE claimed_serials (account INTEGER NOT NULL, serial TEXT NOT NULL,"
+	"  device_id TEXT NOT NULL, token_id TEXT NOT NULL, created INTEGER NOT NULL,"
+	"  PRIMARY KEY (account, serial)) WITHOUT ROWID;",
 };
 
 const char *const *imp_migrations(int *count)
