@@ -16,6 +16,7 @@ imp_err imp_h_device_disable(imp_req *r);       /* credentials.c */
 imp_err imp_h_device_enable(imp_req *r);        /* credentials.c */
 imp_err imp_h_broker_authenticate(imp_req *r);  /* credentials.c */
 imp_err imp_h_broker_authorize(imp_req *r);     /* credentials.c */
+imp_err imp_h_claim(imp_req *r);                /* claims.c */
 extern const imp_stream_ops imp_batch_stream; /* batch.c */
 
 #endif

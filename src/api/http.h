@@ -22,16 +22,24 @@ typedef struct imp_app {
 	imp_keys keys;
 	imp_ratelimit *login_by_email;
 	imp_ratelimit *login_by_addr;
+	imp_ratelimit *claim_by_token;      /* every claim, per claim token */
+	imp_ratelimit *claim_fail_by_addr;  /* failed claims, per client address */
 } imp_app;
 
-typedef enum { IMP_ACTOR_NONE, IMP_ACTOR_USER, IMP_ACTOR_API_KEY, IMP_ACTOR_DEVICE } imp_actor_type;
+typedef enum {
+	IMP_ACTOR_NONE,
+	IMP_ACTOR_USER,
+	IMP_ACTOR_API_KEY,
+	IMP_ACTOR_DEVICE,
+	IMP_ACTOR_CLAIM_TOKEN /* a claim (src/api/claims.c): the token's id, no scopes */
+} imp_actor_type;
 
 /* Who is calling: resolved from the Authorization header before the handler runs. */
 typedef struct {
 	imp_actor_type type;
 	int64_t account;
 	imp_id account_id;
-	imp_id actor_id;      /* account user id, API key id, or device id (HTTP Basic) */
+	imp_id actor_id;      /* account user id, API key id, device id (HTTP Basic), claim token id */
 	unsigned scopes;      /* IMP_SCOPE_* bits */
 } imp_principal;
 

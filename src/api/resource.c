@@ -317,6 +317,7 @@ imp_err imp_res_create(imp_req *r)
 	if(res->validate && (rc = res->validate(r, e.doc, NULL))) goto out;
 	if(res->make_secret && (rc = res->make_secret(r, e.doc, &secret, &reveal))) goto out;
 	if((rc = imp_db_insert(r->db, res->kind, &e, secret))) goto out;
+	if(res->after_insert && (rc = res->after_insert(r, &e))) goto out;
 	if((rc = api_audit(r, "create", kind, e.id.s, NULL))) goto out;
 	if((rc = imp_db_commit(&r->db))) goto out;
 	if(res->after_write) res->after_write();

@@ -25,6 +25,9 @@ struct imp_resource {
 	/* Before insert: the secret to keep beside the row (*secret, freed by the caller with
 	 * imp_free) and what to show once in the create response (*reveal, merged in). */
 	imp_err (*make_secret)(imp_req *r, json_t *doc, char **secret, json_t **reveal);
+	/* Inside the create transaction, after the row went in (e->key set): rows of its own
+	 * that hang off the entity (a claim token's allow-list). */
+	imp_err (*after_insert)(imp_req *r, const imp_entity *e);
 	/* Inside the delete transaction, before the row goes: 409 checks and cascades. */
 	imp_err (*before_delete)(imp_req *r, const imp_entity *e);
 	/* After a committed create, update or delete: drops what memory caches hold of it. */
@@ -91,5 +94,6 @@ extern const imp_resource imp_res_account_user;
 extern const imp_resource imp_res_api_key;
 extern const imp_resource imp_res_device;
 extern const imp_resource imp_res_certificate_authority;
+extern const imp_resource imp_res_claim_token;
 
 #endif

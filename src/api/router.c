@@ -59,6 +59,11 @@ static const imp_route ROUTES[] = {
 	R("POST", "/api/v1/broker/authenticate", imp_h_broker_authenticate, BROKER, NULL),
 	R("POST", "/api/v1/broker/authorize", imp_h_broker_authorize, BROKER, NULL),
 	R("GET", "/api/v1/audit", imp_h_audit, READ, NULL),
+	R("POST", "/api/v1/provisioning/claim-tokens", imp_res_create, ADMIN, &imp_res_claim_token),
+	R("GET", "/api/v1/provisioning/claim-tokens", imp_res_list, READ, &imp_res_claim_token),
+	R("GET", "/api/v1/provisioning/claim-tokens/{id}", imp_res_get, READ, &imp_res_claim_token),
+	R("DELETE", "/api/v1/provisioning/claim-tokens/{id}", imp_res_delete, ADMIN, &imp_res_claim_token),
+	R("POST", "/api/v1/provisioning/claim", imp_h_claim, PUBLIC, NULL),
 };
 
 const imp_route *imp_routes(size_t *count)

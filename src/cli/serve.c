@@ -71,6 +71,10 @@ int imp_cmd_serve(int argc, char **argv)
 	/* Ten failed logins per email address in five minutes, fifty per client address per minute. */
 	app.login_by_email = imp_ratelimit_new(10, 300);
 	app.login_by_addr = imp_ratelimit_new(50, 60);
+	/* Claims (docs/manufacturing.md, "Field provisioning"): sixty a minute per claim token,
+	 * twenty failed ones a minute per client address. */
+	app.claim_by_token = imp_ratelimit_new(60, 60);
+	app.claim_fail_by_addr = imp_ratelimit_new(20, 60);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -95,8 +99,9 @@ int imp_cmd_serve(int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	imp_err rc = app.login_by_email && app.login_by_addr ? imp_server_start(&app, listen, threads, &srv)
-	                                                     : IMP_ERR_NOMEM;
+	imp_err rc = app.login_by_email && app.login_by_addr && app.claim_by_token && app.claim_fail_by_addr
+	                 ? imp_server_start(&app, listen, threads, &srv)
+	                 : IMP_ERR_NOMEM;
 	if(rc) {
 		fprintf(stderr, "imprint serve: cannot listen on %s (%s)\n", listen, imp_err_name(rc));
 		status = 1;
@@ -115,6 +120,8 @@ int imp_cmd_serve(int argc, char **argv)
 out:
 	imp_ratelimit_free(&app.login_by_email);
 	imp_ratelimit_free(&app.login_by_addr);
+	imp_ratelimit_free(&app.claim_by_token);
+	imp_ratelimit_free(&app.claim_fail_by_addr);
 	imp_store_close(&app.store);
 	sodium_memzero(&app.keys, sizeof app.keys);
 	return status;

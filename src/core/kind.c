@@ -108,10 +108,24 @@ static const imp_field CA_FIELDS[] = {
 const imp_kind imp_kind_certificate_authority = {"certificateAuthority", "certificateAuthorities",
                                                  "certificate_authorities", CA_FIELDS, {NULL, NULL}, NULL};
 
+/* Field provisioning (src/api/claims.c): the token itself is kept only as a keyed hash in
+ * the row's secret; serialNumbers (the allow-list) live in their own table, so a GET shows
+ * only how many there are. */
+static const imp_field CLAIM_TOKEN_FIELDS[] = {
+	{"deviceTemplateId", IMP_T_REF, IMP_F_REQUIRED | IMP_F_CREATE_ONLY | IMP_F_FILTER, 0, NULL, NULL, "deviceTemplate", "template_id"},
+	{"maxUses", IMP_T_ANY, IMP_F_REQUIRED | IMP_F_CREATE_ONLY, 0, NULL, NULL, NULL, "max_uses"},
+	{"uses", IMP_T_ANY, IMP_F_SERVER, 0, NULL, NULL, NULL, "uses"},
+	{"expires", IMP_T_DATETIME, IMP_F_REQUIRED | IMP_F_CREATE_ONLY, 0, NULL, NULL, NULL, "expires"},
+	{"serialNumbers", IMP_T_ANY, IMP_F_CREATE_ONLY | IMP_F_WRITE_ONLY, 0, NULL, NULL, NULL, NULL},
+	{"serialNumberCount", IMP_T_ANY, IMP_F_SERVER | IMP_F_NULLABLE, 0, NULL, NULL, NULL, NULL},
+	{0}};
+
+const imp_kind imp_kind_claim_token = {"claimToken", "claimTokens", "claim_tokens", CLAIM_TOKEN_FIELDS, {NULL, NULL}, NULL};
+
 static const imp_kind *const ALL[] = {
 	&imp_kind_device_template, &imp_kind_device_field, &imp_kind_channel_template,
 	&imp_kind_organization_template, &imp_kind_organization, &imp_kind_account_user,
-	&imp_kind_api_key, &imp_kind_device, &imp_kind_certificate_authority, NULL};
+	&imp_kind_api_key, &imp_kind_device, &imp_kind_certificate_authority, &imp_kind_claim_token, NULL};
 
 const imp_kind *imp_kind_by_name(const char *name)
 {

@@ -24,6 +24,9 @@
 #define IMP_PEM_TEXT_MAX      16384         /* certificates and CSRs in PEM */
 #define IMP_SECRET_BYTES      32            /* device and user MQTT secrets */
 #define IMP_SECRET_LEN        44            /* their base64, with padding */
+#define IMP_CLAIM_USES_MAX    1000000       /* a claim token's maxUses */
+#define IMP_CLAIM_SERIALS_MAX 100000        /* a claim token's allow-list */
+#define IMP_CLAIM_TTL_MAX_S   (365 * 24 * 3600) /* how far ahead a claim token may expire */
 #define IMP_CERT_DAYS         3650          /* certificates imprint signs from CSRs */
 
 #endif

@@ -101,6 +101,20 @@ static const char *const MIGRATIONS[] = {
 	/* 6: a deleted device's batch items are marked (device keys can be reused by SQLite), so
 	 * a resumed batch never maps a serial number to another device. */
 	"CREATE INDEX batch_items_device ON batch_items (device_key);",
+
+	/* 7: field provisioning. A claim token's secret is the keyed hash of the token; its
+	 * allow-list (claim_serials) is kept apart from the row, so reading a token never reads
+	 * 100,000 serial numbers. claimed_serials holds every serial number a claim made a
+	 * device for: one claim per serial number per account, whichever token it came with. */
+	"CREATE TABLE claim_tokens (" ENTITY_COLUMNS ", template_id TEXT NOT NULL,"
+	"  max_uses INTEGER NOT NULL, uses INTEGER NOT NULL DEFAULT 0, expires TEXT NOT NULL);"
+	"CREATE UNIQUE INDEX claim_tokens_secret ON claim_tokens (secret);"
+	"CREATE INDEX claim_tokens_template ON claim_tokens (account, template_id);"
+	"CREATE TABLE claim_serials (token_key INTEGER NOT NULL, serial TEXT NOT NULL,"
+	"  PRIMARY KEY (token_key, serial)) WITHOUT ROWID;"
+	"CREATE TABLE claimed_serials (account INTEGER NOT NULL, serial TEXT NOT NULL,"
+	"  device_id TEXT NOT NULL, token_id TEXT NOT NULL, created INTEGER NOT NULL,"
+	"  PRIMARY KEY (account, serial)) WITHOUT ROWID;",
 };
 
 const char *const *imp_migrations(int *count)

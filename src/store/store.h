@@ -281,6 +281,19 @@ imp_err imp_db_batch_item_touch(imp_db *db, int64_t account, const char *batch, 
 /* The entity of kind k with internal key key, in account. NOT_FOUND. */
 imp_err imp_db_get_by_key(imp_db *db, const imp_kind *k, int64_t account, int64_t key, imp_entity *out);
 
+/* Field provisioning: a claim token's allow-list, its use count, and the serial numbers
+ * claims made devices for. All inside the caller's write transaction. */
+imp_err imp_db_claim_serial_add(imp_db *db, int64_t token_key, const char *serial);
+imp_err imp_db_claim_serials_delete(imp_db *db, int64_t token_key);
+/* IMP_OK when serial is on token_key's allow-list; NOT_FOUND otherwise. */
+imp_err imp_db_claim_serial_allowed(imp_db *db, int64_t token_key, const char *serial);
+/* Counts one use of token_key; NOT_FOUND when it has none left (or is gone). */
+imp_err imp_db_claim_use(imp_db *db, int64_t token_key);
+/* Records that a claim made device_id for serial in account; IMP_ERR_CONFLICT when a claim
+ * made one for that serial before. */
+imp_err imp_db_claimed_serial_put(imp_db *db, int64_t account, const char *serial, const char *device_id,
+                                  const char *token_id);
+
 /* Store health: IMP_OK when a trivial query answers. */
 imp_err imp_db_ping(imp_db *db);
 

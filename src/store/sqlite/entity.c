@@ -107,6 +107,9 @@ static json_t *column_json(sqlite3_stmt *st, int i, const imp_field *f)
 {
 	if(sqlite3_column_type(st, i) == SQLITE_NULL) return f->type == IMP_T_BOOL ? json_false() : json_null();
 	if(f->type == IMP_T_BOOL) return json_boolean(sqlite3_column_int(st, i));
+	/* counters kept in integer columns (a claim token's maxUses and uses) */
+	if(f->type == IMP_T_ANY && sqlite3_column_type(st, i) == SQLITE_INTEGER)
+		return json_integer(sqlite3_column_int64(st, i));
 	return json_stringn((const char *)sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
 }
 
