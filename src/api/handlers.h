@@ -16,6 +16,9 @@ imp_err imp_h_device_disable(imp_req *r);       /* credentials.c */
 imp_err imp_h_device_enable(imp_req *r);        /* credentials.c */
 imp_err imp_h_broker_authenticate(imp_req *r);  /* credentials.c */
 imp_err imp_h_broker_authorize(imp_req *r);     /* credentials.c */
+imp_err imp_h_assoc_create(imp_req *r);         /* association.c */
+imp_err imp_h_assoc_start(imp_req *r);          /* association.c */
+imp_err imp_h_assoc_release(imp_req *r);        /* association.c */
 extern const imp_stream_ops imp_batch_stream; /* batch.c */
 
 #endif

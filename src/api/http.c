@@ -186,7 +186,10 @@ imp_err api_audit(imp_req *r, const char *action, const char *entity_type, const
 	imp_audit a = {
 		.account = r->who.account,
 		.actor_id = r->who.actor_id.s,
-		.actor_type = r->who.type == IMP_ACTOR_API_KEY ? "apiKey" : r->who.type == IMP_ACTOR_DEVICE ? "device" : "accountUser",
+		.actor_type = r->who.type == IMP_ACTOR_API_KEY    ? "apiKey"
+		            : r->who.type == IMP_ACTOR_DEVICE     ? "device"
+		            : r->who.type == IMP_ACTOR_END_USER   ? "endUser"
+		                                                  : "accountUser",
 		.action = action,
 		.entity_type = entity_type,
 		.entity_id = entity_id,

@@ -12,6 +12,7 @@
 #include "api/server.h"
 #include "cli/broker.h"
 #include "cli/cli.h"
+#include "core/limits.h"
 #include "core/ratelimit.h"
 
 static int usage(void)
@@ -71,6 +72,8 @@ int imp_cmd_serve(int argc, char **argv)
 	/* Ten failed logins per email address in five minutes, fifty per client address per minute. */
 	app.login_by_email = imp_ratelimit_new(10, 300);
 	app.login_by_addr = imp_ratelimit_new(50, 60);
+	app.assoc_by_caller = imp_ratelimit_new(IMP_ASSOC_FAILS_CALLER, 60);
+	app.assoc_by_account = imp_ratelimit_new(IMP_ASSOC_FAILS_ACCOUNT, 60);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -95,7 +98,7 @@ int imp_cmd_serve(int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	imp_err rc = app.login_by_email && app.login_by_addr ? imp_server_start(&app, listen, threads, &srv)
+	imp_err rc = app.login_by_email && app.login_by_addr && app.assoc_by_caller && app.assoc_by_account ? imp_server_start(&app, listen, threads, &srv)
 	                                                     : IMP_ERR_NOMEM;
 	if(rc) {
 		fprintf(stderr, "imprint serve: cannot listen on %s (%s)\n", listen, imp_err_name(rc));
@@ -115,6 +118,8 @@ int imp_cmd_serve(int argc, char **argv)
 out:
 	imp_ratelimit_free(&app.login_by_email);
 	imp_ratelimit_free(&app.login_by_addr);
+	imp_ratelimit_free(&app.assoc_by_caller);
+	imp_ratelimit_free(&app.assoc_by_account);
 	imp_store_close(&app.store);
 	sodium_memzero(&app.keys, sizeof app.keys);
 	return status;
