@@ -33,11 +33,12 @@ imp_err imp_api_key_new(const imp_keys *keys, char *key, char *hash)
 	return IMP_OK;
 }
 
-imp_err imp_jwt_make(const imp_keys *keys, const char *user_id, const char *account_id, const char *sid, char **out)
+imp_err imp_jwt_make(const imp_keys *keys, const char *user_id, const char *account_id, const char *sid,
+                     const char *role, char **out)
 {
 	uint64_t now = imp_now_ms() / 1000;
 	json_t *claims = json_pack("{s:s, s:s, s:s, s:[s], s:I, s:I}", "userId", user_id, "accountId", account_id,
-	                           "id", sid, "roles", "admin", "iat", (json_int_t)now, "exp",
+	                           "id", sid, "roles", role, "iat", (json_int_t)now, "exp",
 	                           (json_int_t)(now + IMP_JWT_TTL_S));
 	char *payload = claims ? json_dumps(claims, JSON_COMPACT) : NULL;
 	json_decref(claims);
@@ -176,10 +177,32 @@ static imp_err from_jwt(imp_req *r, const char *tok, int allow_expired)
 		rc = api_fail(r, rc, NULL, NULL, "could not check the session");
 		goto out;
 	}
-	r->who.type = IMP_ACTOR_USER;
 	snprintf(r->who.account_id.s, sizeof r->who.account_id.s, "%s", account);
 	snprintf(r->who.actor_id.s, sizeof r->who.actor_id.s, "%s", user);
-	r->who.scopes = IMP_SCOPE_ADMIN;
+	json_t *roles = json_object_get(c, "roles");
+	const char *role = json_array_size(roles) == 1 ? json_string_value(json_array_get(roles, 0)) : NULL;
+	if(role && strcmp(role, IMP_ROLE_END_USER) == 0) {
+		/* An end user reaches its organization as it is now, not as it was at login. */
+		imp_entity u;
+		rc = imp_db_get(r->db, &imp_kind_end_user, r->who.account, user, &u);
+		if(rc == IMP_ERR_NOT_FOUND) {
+			rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "session_ended", NULL, "the session has ended; log in again");
+			goto out;
+		}
+		if(rc) {
+			rc = api_fail(r, rc, NULL, NULL, "could not check the session");
+			goto out;
+		}
+		snprintf(r->who.org_id.s, sizeof r->who.org_id.s, "%s", json_string_value(json_object_get(u.doc, "organizationId")));
+		imp_entity_clear(&u);
+		r->who.type = IMP_ACTOR_END_USER;
+		r->who.scopes = 0;
+	} else if(role && strcmp(role, IMP_ROLE_ADMIN) == 0) {
+		r->who.type = IMP_ACTOR_USER;
+		r->who.scopes = IMP_SCOPE_ADMIN;
+	} else {
+		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_token", NULL, "the token is not valid");
+	}
 out:
 	json_decref(c);
 	return rc;

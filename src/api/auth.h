@@ -15,9 +15,14 @@ imp_err imp_auth_resolve(imp_req *r, int allow_expired);
 /* Forgets every API key remembered by imp_auth_resolve; call after a key is deleted. */
 void imp_auth_forget(void);
 
-/* A signed JWT for user in account with session sid. Caller frees *out. */
+/* The JWT role of account users and of end users. */
+#define IMP_ROLE_ADMIN "admin"
+#define IMP_ROLE_END_USER "endUser"
+
+/* A signed JWT for user in account with session sid and role (IMP_ROLE_*). Caller frees
+ * *out. */
 imp_err imp_jwt_make(const imp_keys *keys, const char *user_id, const char *account_id, const char *sid,
-                     char **out);
+                     const char *role, char **out);
 
 /* A new API key into key[IMP_API_KEY_LEN + 1] and its keyed hash (hex) into hash[65]. */
 imp_err imp_api_key_new(const imp_keys *keys, char *key, char *hash);

@@ -163,6 +163,17 @@ imp_err imp_h_cred_create(imp_req *r)
 		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_field", "csr", "send either certificate or csr, not both");
 		goto out;
 	}
+	/* End users may make only their own credential; another end user's id is unknown. */
+	if(r->who.type == IMP_ACTOR_END_USER) {
+		if(strcmp(entity_type, "endUser") != 0) {
+			rc = api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", "entityType", "end users may make only their own credential");
+			goto out;
+		}
+		if(strcmp(entity_id, r->who.actor_id.s) != 0) {
+			rc = api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "entityId", "no such endUser");
+			goto out;
+		}
+	}
 	if((rc = imp_db_begin(&r->db))) goto out;
 	if(strcmp(entity_type, "device") == 0) {
 		char method[IMP_METHOD_LEN];
@@ -196,8 +207,20 @@ imp_err imp_h_cred_create(imp_req *r)
 		imp_entity_clear(&u);
 		rc = imp_cred_password(r, "accountUser", entity_id, 0, secret, &c, &replaced);
 	} else {
-		/* End users arrive with association; until then none exists. */
-		rc = api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "entityId", "no such endUser");
+		imp_entity u;
+		if(r->who.type != IMP_ACTOR_END_USER && !(r->who.scopes & IMP_SCOPE_ADMIN)) {
+			rc = api_fail(r, IMP_ERR_FORBIDDEN, "insufficient_scope", NULL, "credentials for end users need the admin scope");
+			goto out;
+		}
+		if(cert || csr) {
+			rc = api_fail(r, IMP_ERR_INVALID, "password_only", "certificate", "end users connect with a password secret");
+			goto out;
+		}
+		rc = imp_db_get(r->db, &imp_kind_end_user, r->who.account, entity_id, &u);
+		if(rc == IMP_ERR_NOT_FOUND) rc = api_fail(r, rc, "not_found", "entityId", "no such endUser");
+		if(rc) goto out;
+		imp_entity_clear(&u);
+		rc = imp_cred_password(r, "endUser", entity_id, 0, secret, &c, &replaced);
 	}
 	if(rc) goto out;
 	json_t *details = json_pack("{s:s, s:s}", "credentialId", c.id.s, "method", c.method);

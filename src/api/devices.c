@@ -19,8 +19,27 @@ static json_t *find_named(json_t *docs, const char *name)
 	return NULL;
 }
 
+/* An end user may move a device only within its own organizations. */
+static imp_err end_user_move(imp_req *r, json_t *doc, const imp_entity *old)
+{
+	json_t *to = json_object_get(doc, "organizationId");
+	if(json_equal(to, json_object_get(old->doc, "organizationId"))) return IMP_OK;
+	int within = 0;
+	imp_err rc = json_is_string(to) ? imp_db_org_within(r->db, r->who.account, json_string_value(to), r->who.org_id.s, &within)
+	                                : IMP_OK;
+	if(rc) return rc;
+	if(!within)
+		return api_fail(r, IMP_ERR_INVALID, "unknown_reference", "organizationId",
+		                "organizationId names no organization of this end user");
+	return IMP_OK;
+}
+
 static imp_err device_validate(imp_req *r, json_t *doc, const imp_entity *old)
 {
+	if(old && r->who.type == IMP_ACTOR_END_USER) {
+		imp_err rc = end_user_move(r, doc, old);
+		if(rc) return rc;
+	}
 	const char *tid = json_string_value(json_object_get(doc, "deviceTemplateId"));
 	json_t *fields;
 	imp_err rc = imp_template_cache_get(r->db, r->who.account, tid, NULL, &fields);
@@ -165,7 +184,17 @@ static imp_err device_before_delete(imp_req *r, const imp_entity *e)
 	return rc ? rc : imp_db_change(r->db, e->id.s, "delete");
 }
 
+/* An end user reaches the devices of its organization and of those below it. */
+static int device_reach(imp_req *r, const imp_entity *e)
+{
+	int within = 0;
+	const char *org = json_string_value(json_object_get(e->doc, "organizationId"));
+	if(!org || imp_db_org_within(r->db, e->account, org, r->who.org_id.s, &within)) return 0;
+	return within;
+}
+
 const imp_resource imp_res_device = {
+	.reach = device_reach,
 	.before_delete = device_before_delete,
 	.kind = &imp_kind_device,
 	.open_fields = 1,

@@ -17,6 +17,9 @@ imp_err imp_h_device_enable(imp_req *r);        /* credentials.c */
 imp_err imp_h_broker_authenticate(imp_req *r);  /* credentials.c */
 imp_err imp_h_broker_authorize(imp_req *r);     /* credentials.c */
 imp_err imp_h_claim(imp_req *r);                /* claims.c */
+imp_err imp_h_assoc_create(imp_req *r);         /* association.c */
+imp_err imp_h_assoc_start(imp_req *r);          /* association.c */
+imp_err imp_h_assoc_release(imp_req *r);        /* association.c */
 extern const imp_stream_ops imp_batch_stream; /* batch.c */
 
 #endif

@@ -189,6 +189,7 @@ imp_err api_audit(imp_req *r, const char *action, const char *entity_type, const
 		.actor_type = r->who.type == IMP_ACTOR_API_KEY       ? "apiKey"
 		              : r->who.type == IMP_ACTOR_DEVICE      ? "device"
 		              : r->who.type == IMP_ACTOR_CLAIM_TOKEN ? "claimToken"
+		              : r->who.type == IMP_ACTOR_END_USER    ? "endUser"
 		                                                     : "accountUser",
 		.action = action,
 		.entity_type = entity_type,

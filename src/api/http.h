@@ -24,6 +24,8 @@ typedef struct imp_app {
 	imp_ratelimit *login_by_addr;
 	imp_ratelimit *claim_by_token;      /* every claim, per claim token */
 	imp_ratelimit *claim_fail_by_addr;  /* failed claims, per client address */
+	imp_ratelimit *assoc_by_caller;     /* wrong association codes, per caller */
+	imp_ratelimit *assoc_by_account;    /* and per account */
 } imp_app;
 
 typedef enum {
@@ -31,7 +33,8 @@ typedef enum {
 	IMP_ACTOR_USER,
 	IMP_ACTOR_API_KEY,
 	IMP_ACTOR_DEVICE,
-	IMP_ACTOR_CLAIM_TOKEN /* a claim (src/api/claims.c): the token's id, no scopes */
+	IMP_ACTOR_CLAIM_TOKEN, /* a claim (src/api/claims.c): the token's id, no scopes */
+	IMP_ACTOR_END_USER
 } imp_actor_type;
 
 /* Who is calling: resolved from the Authorization header before the handler runs. */
@@ -39,8 +42,9 @@ typedef struct {
 	imp_actor_type type;
 	int64_t account;
 	imp_id account_id;
-	imp_id actor_id;      /* account user id, API key id, device id (HTTP Basic), claim token id */
-	unsigned scopes;      /* IMP_SCOPE_* bits */
+	imp_id actor_id;      /* account user, API key, end user, device id (HTTP Basic), or claim token id */
+	unsigned scopes;      /* IMP_SCOPE_* bits; none for end users and devices */
+	imp_id org_id;        /* end users: their organization (they reach it and those below) */
 } imp_principal;
 
 typedef struct imp_route imp_route;
@@ -96,6 +100,12 @@ typedef struct imp_stream_ops {
 	void (*close)(void *state);
 } imp_stream_ops;
 
+/* Who else may call a route, beside the callers its access admits. */
+enum {
+	IMP_ROUTE_END_USER = 1, /* end users (JWT); the handler limits them to their reach */
+	IMP_ROUTE_DEVICE = 2    /* devices (HTTP Basic); the handler limits them to themselves */
+};
+
 struct imp_route {
 	const char *method;
 	const char *pattern;   /* "/api/v1/devices/{id}" */
@@ -103,6 +113,7 @@ struct imp_route {
 	imp_access access;
 	const void *arg;       /* handler data: the kind of a generic resource */
 	const imp_stream_ops *stream; /* streaming body, or NULL */
+	unsigned also;         /* IMP_ROUTE_* */
 };
 
 /* Records the error rc with a stable code (NULL: the generic one for rc), the field it

@@ -18,11 +18,13 @@ struct login_try {
 	const char *password;
 	imp_entity user;   /* the match, when found */
 	int found;
+	int end_user;      /* the match is an end user */
 };
 
 static int try_user(const imp_entity *u, const char *pwhash, void *arg)
 {
 	struct login_try *t = arg;
+	if(!pwhash[0]) return 0; /* an end user made without a password cannot log in */
 	t->seen++;
 	if(!imp_password_check(pwhash, t->password)) return 0;
 	t->user = *u;
@@ -82,6 +84,10 @@ imp_err imp_h_login(imp_req *r)
 	int stopped = 0;
 	if(account_key >= 0 && strlen(password) <= IMP_PASSWORD_MAX && strlen(email) <= IMP_EMAIL_MAX) {
 		rc = imp_db_users_by_email(r->db, email, account_key, try_user, &t, &stopped);
+		if(!rc && !t.found) {
+			rc = imp_db_end_users_by_email(r->db, email, account_key, try_user, &t, &stopped);
+			t.end_user = t.found;
+		}
 		if(rc) {
 			rc = api_fail(r, rc, NULL, NULL, "could not check the login");
 			goto out;
@@ -98,7 +104,8 @@ imp_err imp_h_login(imp_req *r)
 	}
 	imp_id sid;
 	if((rc = imp_db_session_create(r->db, t.user.account, t.user.id.s, imp_now_ms() + IMP_SESSION_TTL_S * 1000ull, &sid)) ||
-	   (rc = imp_jwt_make(&r->app->keys, t.user.id.s, t.user.account_id.s, sid.s, &jwt))) {
+	   (rc = imp_jwt_make(&r->app->keys, t.user.id.s, t.user.account_id.s, sid.s,
+	                       t.end_user ? IMP_ROLE_END_USER : IMP_ROLE_ADMIN, &jwt))) {
 		rc = api_fail(r, rc, NULL, NULL, "could not start a session");
 		goto out;
 	}
@@ -121,7 +128,9 @@ imp_err imp_h_renew(imp_req *r)
 	json_t *c = n > 0 ? json_loadb((const char *)payload, (size_t)n, 0, NULL) : NULL;
 	const char *sid = json_string_value(json_object_get(c, "id"));
 	char *jwt = NULL;
-	imp_err rc = sid ? imp_jwt_make(&r->app->keys, r->who.actor_id.s, r->who.account_id.s, sid, &jwt) : IMP_ERR_UNAUTHORIZED;
+	imp_err rc = sid ? imp_jwt_make(&r->app->keys, r->who.actor_id.s, r->who.account_id.s, sid,
+	                                      r->who.type == IMP_ACTOR_END_USER ? IMP_ROLE_END_USER : IMP_ROLE_ADMIN, &jwt)
+	                 : IMP_ERR_UNAUTHORIZED;
 	json_decref(c);
 	if(rc) return api_fail(r, rc, NULL, NULL, "could not renew the session");
 	rc = api_reply(r, 200, json_pack("{s:s}", "jwt", jwt));

@@ -45,13 +45,15 @@ static imp_err org_validate(imp_req *r, json_t *doc, const imp_entity *old)
 
 static imp_err org_before_delete(imp_req *r, const imp_entity *e)
 {
-	int64_t devices = 0, children = 0;
+	int64_t devices = 0, children = 0, users = 0;
 	imp_err rc = imp_db_count_where(r->db, &imp_kind_device, r->who.account, "organizationId", e->id.s, &devices);
 	if(!rc) rc = imp_db_count_where(r->db, &imp_kind_organization, r->who.account, "parentId", e->id.s, &children);
+	if(!rc) rc = imp_db_count_where(r->db, &imp_kind_end_user, r->who.account, "organizationId", e->id.s, &users);
 	if(rc) return rc;
-	if(devices || children)
-		return api_fail(r, IMP_ERR_CONFLICT, "in_use", "id", "the organization holds %lld devices and %lld organizations",
-		                (long long)devices, (long long)children);
+	if(devices || children || users)
+		return api_fail(r, IMP_ERR_CONFLICT, "in_use", "id",
+		                "the organization holds %lld devices, %lld organizations and %lld end users", (long long)devices,
+		                (long long)children, (long long)users);
 	return IMP_OK;
 }
 

@@ -253,6 +253,13 @@ imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, 
 	return api_reply(r, status, body);
 }
 
+/* 1 when the caller may see e: always, but for end users, whom the kind's reach decides. */
+static int reachable(imp_req *r, const imp_resource *res, const imp_entity *e)
+{
+	if(r->who.type != IMP_ACTOR_END_USER) return 1;
+	return res->reach && res->reach(r, e);
+}
+
 static imp_err check_path_id(imp_req *r)
 {
 	if(!imp_id_valid(r->params[0])) return api_fail(r, IMP_ERR_NOT_FOUND, "not_found", "id", "no such entity");
@@ -343,6 +350,10 @@ imp_err imp_res_get(imp_req *r)
 	if((rc = api_query_known(r, NULL))) return rc;
 	if((rc = api_check_query_account(r))) return rc;
 	rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &e);
+	if(!rc && !reachable(r, res, &e)) {
+		imp_entity_clear(&e);
+		rc = IMP_ERR_NOT_FOUND;
+	}
 	if(rc) return fail_store(r, rc, res->kind->name);
 	rc = imp_res_reply(r, res, &e, 200, NULL);
 	imp_entity_clear(&e);
@@ -361,6 +372,10 @@ imp_err imp_res_update(imp_req *r)
 	if(!body) return IMP_ERR_BAD_REQUEST;
 	if((rc = imp_db_begin(&r->db))) goto out;
 	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &old))) goto out;
+	if(!reachable(r, res, &old)) {
+		rc = IMP_ERR_NOT_FOUND;
+		goto out;
+	}
 	e = old;
 	e.doc = json_deep_copy(old.doc);
 	if(!e.doc) {
@@ -394,6 +409,10 @@ imp_err imp_res_delete(imp_req *r)
 	if((rc = api_expected_version(r, &expect))) return rc;
 	if((rc = imp_db_begin(&r->db))) goto out;
 	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &e))) goto out;
+	if(!reachable(r, res, &e)) {
+		rc = IMP_ERR_NOT_FOUND;
+		goto out;
+	}
 	if(expect >= 0 && expect != e.version) {
 		rc = IMP_ERR_STALE;
 		goto out;
@@ -524,6 +543,10 @@ imp_err imp_res_list(imp_req *r)
 	if((rc = api_query_known(r, allowed)) || (rc = imp_list_args(r, &q, &want_results))) return rc;
 	q.filters = filters;
 	q.nfilters = nf;
+	if(r->who.type == IMP_ACTOR_END_USER) {
+		if(k != &imp_kind_device) return api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", NULL, "end users may not make this call");
+		q.within_org = r->who.org_id.s;
+	}
 	q.q = k->q_columns[0] ? api_query(r, "q") : NULL;
 	const imp_field *sf = imp_kind_field(k, q.sort);
 	if(strcmp(q.sort, "created") != 0 && strcmp(q.sort, "lastModified") != 0 && !(sf && (sf->flags & IMP_F_SORT)))

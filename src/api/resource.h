@@ -36,6 +36,10 @@ struct imp_resource {
 	imp_err (*render_extra)(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache);
 	/* The same properties as text, each as ,"name":value (NULL: render_extra's are dumped). */
 	imp_err (*render_extra_text)(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache);
+	/* End users (on the routes open to them): 1 when the caller may see and update e, 0
+	 * when e answers 404 as if unknown. NULL: end users reach nothing of this kind. Lists
+	 * of devices keep end users to their organizations in the store (within_org). */
+	int (*reach)(imp_req *r, const imp_entity *e);
 };
 
 imp_err imp_res_create(imp_req *r);
@@ -95,5 +99,7 @@ extern const imp_resource imp_res_api_key;
 extern const imp_resource imp_res_device;
 extern const imp_resource imp_res_certificate_authority;
 extern const imp_resource imp_res_claim_token;
+extern const imp_resource imp_res_end_user_template;
+extern const imp_resource imp_res_end_user;
 
 #endif

@@ -6,7 +6,9 @@
 #include "api/handlers.h"
 #include "api/resource.h"
 
-#define R(m, p, h, a, arg) {m, p, h, IMP_ACCESS_##a, arg, NULL}
+#define R(m, p, h, a, arg) {m, p, h, IMP_ACCESS_##a, arg, NULL, 0}
+/* A route end users may call too (handlers keep them to their reach). */
+#define RE(m, p, h, a, arg) {m, p, h, IMP_ACCESS_##a, arg, NULL, IMP_ROUTE_END_USER}
 #define CRUD(base, res, create_access, write_access, delete_access)         \
 	R("POST", base, imp_res_create, create_access, res),                    \
 	R("GET", base, imp_res_list, READ, res),                                \
@@ -20,7 +22,7 @@ static const imp_route ROUTES[] = {
 	R("GET", "/healthz", imp_h_healthz, PUBLIC, NULL),
 	R("GET", "/openapi.json", imp_h_openapi, PUBLIC, NULL),
 	R("POST", "/api/v1/auth/login-user", imp_h_login, PUBLIC, NULL),
-	R("POST", "/api/v1/sessions/renew-session", imp_h_renew, USER, NULL),
+	RE("POST", "/api/v1/sessions/renew-session", imp_h_renew, USER, NULL),
 	R("POST", "/api/v1/api-keys", imp_res_create, ADMIN, &imp_res_api_key),
 	R("GET", "/api/v1/api-keys", imp_res_list, ADMIN, &imp_res_api_key),
 	R("GET", "/api/v1/api-keys/{id}", imp_res_get, ADMIN, &imp_res_api_key),
@@ -40,15 +42,21 @@ static const imp_route ROUTES[] = {
 	R("DELETE", "/api/v1/channels/templates/{id}", imp_res_delete, ADMIN, &imp_res_channel_template),
 	CRUD("/api/v1/organizations/templates", &imp_res_organization_template, ADMIN, ADMIN, ADMIN),
 	CRUD("/api/v1/organizations", &imp_res_organization, ADMIN, ADMIN, ADMIN),
-	{"POST", "/api/v1/devices/batch", NULL, IMP_ACCESS_PROVISION, NULL, &imp_batch_stream},
+	CRUD("/api/v1/end-users/templates", &imp_res_end_user_template, ADMIN, ADMIN, ADMIN),
+	R("POST", "/api/v1/end-users", imp_res_create, ADMIN, &imp_res_end_user),
+	R("GET", "/api/v1/end-users", imp_res_list, READ, &imp_res_end_user),
+	RE("GET", "/api/v1/end-users/{id}", imp_res_get, READ, &imp_res_end_user),
+	R("PUT", "/api/v1/end-users/{id}", imp_res_update, ADMIN, &imp_res_end_user),
+	R("DELETE", "/api/v1/end-users/{id}", imp_res_delete, ADMIN, &imp_res_end_user),
+	{"POST", "/api/v1/devices/batch", NULL, IMP_ACCESS_PROVISION, NULL, &imp_batch_stream, 0},
 	R("POST", "/api/v1/devices", imp_res_create, PROVISION, &imp_res_device),
-	R("GET", "/api/v1/devices", imp_res_list, READ, &imp_res_device),
-	R("GET", "/api/v1/devices/{id}", imp_res_get, READ_OR_SELF, &imp_res_device),
-	R("PUT", "/api/v1/devices/{id}", imp_res_update, PROVISION, &imp_res_device),
+	RE("GET", "/api/v1/devices", imp_res_list, READ, &imp_res_device),
+	RE("GET", "/api/v1/devices/{id}", imp_res_get, READ_OR_SELF, &imp_res_device),
+	RE("PUT", "/api/v1/devices/{id}", imp_res_update, PROVISION, &imp_res_device),
 	R("DELETE", "/api/v1/devices/{id}", imp_res_delete, ADMIN, &imp_res_device),
 	R("POST", "/api/v1/devices/{id}/disable", imp_h_device_disable, ADMIN, NULL),
 	R("POST", "/api/v1/devices/{id}/enable", imp_h_device_enable, ADMIN, NULL),
-	R("POST", "/api/v1/access/mqtt-credentials", imp_h_cred_create, PROVISION, NULL),
+	RE("POST", "/api/v1/access/mqtt-credentials", imp_h_cred_create, PROVISION, NULL),
 	R("GET", "/api/v1/access/mqtt-credentials", imp_h_cred_list, READ, NULL),
 	R("GET", "/api/v1/access/mqtt-credentials/{id}", imp_h_cred_get, READ, NULL),
 	R("DELETE", "/api/v1/access/mqtt-credentials/{id}", imp_h_cred_delete, ADMIN, NULL),
@@ -56,6 +64,10 @@ static const imp_route ROUTES[] = {
 	R("GET", "/api/v1/access/certificate-authorities", imp_res_list, READ, &imp_res_certificate_authority),
 	R("GET", "/api/v1/access/certificate-authorities/{id}", imp_res_get, READ, &imp_res_certificate_authority),
 	R("DELETE", "/api/v1/access/certificate-authorities/{id}", imp_res_delete, ADMIN, &imp_res_certificate_authority),
+	{"POST", "/api/v1/association/create-association-code", imp_h_assoc_create, IMP_ACCESS_PROVISION, NULL, NULL,
+	 IMP_ROUTE_DEVICE},
+	RE("POST", "/api/v1/association/start-association-with-code", imp_h_assoc_start, PROVISION, NULL),
+	RE("POST", "/api/v1/association/release", imp_h_assoc_release, ADMIN, NULL),
 	R("POST", "/api/v1/broker/authenticate", imp_h_broker_authenticate, BROKER, NULL),
 	R("POST", "/api/v1/broker/authorize", imp_h_broker_authorize, BROKER, NULL),
 	R("GET", "/api/v1/audit", imp_h_audit, READ, NULL),
@@ -138,10 +150,18 @@ imp_err imp_router_resolve(imp_req *r)
 	if(r->route->access != IMP_ACCESS_PUBLIC) {
 		imp_err rc = imp_auth_resolve(r, r->route->access == IMP_ACCESS_USER);
 		if(rc) return rc;
+		/* End users call only the routes marked for them, whose handlers keep them to
+		 * their organizations: every other route is 403, whatever the id. */
+		if(r->who.type == IMP_ACTOR_END_USER) {
+			if(!(r->route->also & IMP_ROUTE_END_USER))
+				return api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", NULL, "end users may not make this call");
+			return IMP_OK;
+		}
 		if(r->route->access == IMP_ACCESS_USER && r->who.type != IMP_ACTOR_USER)
 			return api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", NULL, "this call needs a logged-in user's token");
-		int self = r->route->access == IMP_ACCESS_READ_OR_SELF && r->who.type == IMP_ACTOR_DEVICE &&
-		           strcmp(r->who.actor_id.s, r->params[0]) == 0;
+		int self = r->who.type == IMP_ACTOR_DEVICE &&
+		           ((r->route->access == IMP_ACCESS_READ_OR_SELF && strcmp(r->who.actor_id.s, r->params[0]) == 0) ||
+		            (r->route->also & IMP_ROUTE_DEVICE));
 		if(r->who.type == IMP_ACTOR_DEVICE && !self)
 			return api_fail(r, IMP_ERR_FORBIDDEN, "forbidden", NULL, "a device may call only its own device routes");
 		if(!self && !allowed(r->route->access, r->who.scopes))

@@ -72,6 +72,31 @@ static int account_user_allowed(const imp_mqtt_principal *p, const char *topic)
 	return strncmp(topic, own, (size_t)n - 1) == 0 && topic[n - 1] == '\0';
 }
 
+/* An end user: the devices reach admits, and on them: every channel, _log, _set/fields,
+ * _updates/fields and _rejected to read or subscribe; publishing only on channels that let
+ * the cloud talk to the device (permission subscribe or publish-subscribe). A wildcard
+ * filter must name the device. */
+static int end_user_allowed(const imp_mqtt_principal *p, const char *topic, int wildcard, imp_acl_action action)
+{
+	char base[64], dev[IMP_UUID_LEN + 1];
+	snprintf(base, sizeof base, "xi/blue/v1/%s/d/", p->account_id);
+	const char *rest = after(topic, base);
+	const char *slash = rest ? strchr(rest, '/') : NULL;
+	if(!slash || slash - rest != IMP_UUID_LEN || !p->reach) return 0;
+	memcpy(dev, rest, IMP_UUID_LEN);
+	dev[IMP_UUID_LEN] = '\0';
+	if(strpbrk(dev, "+#")) return 0;
+	const char *sub = slash + 1;
+	int writing = action == IMP_ACL_WRITE;
+	if(wildcard) return p->reach(p, dev, NULL, NULL);
+	if(strcmp(sub, "_log") == 0 || strcmp(sub, "_set/fields") == 0 || strcmp(sub, "_updates/fields") == 0 ||
+	   strcmp(sub, "_rejected") == 0)
+		return !writing && p->reach(p, dev, NULL, NULL);
+	unsigned perm = 0;
+	if(!sub[0] || !p->reach(p, dev, sub, &perm)) return 0;
+	return writing ? (perm & IMP_CH_SUBSCRIBE) != 0 : 1;
+}
+
 int imp_acl_allowed(const imp_mqtt_principal *p, const char *topic, imp_acl_action action, int qos)
 {
 	if(!p || !topic || !topic[0] || topic[0] == '$') return 0;
@@ -81,7 +106,7 @@ int imp_acl_allowed(const imp_mqtt_principal *p, const char *topic, imp_acl_acti
 	switch(p->type) {
 	case IMP_PRINCIPAL_DEVICE: return device_allowed(p, topic, wildcard, action, qos);
 	case IMP_PRINCIPAL_ACCOUNT_USER: return account_user_allowed(p, topic);
-	case IMP_PRINCIPAL_END_USER: return 0;
+	case IMP_PRINCIPAL_END_USER: return end_user_allowed(p, topic, wildcard, action);
 	}
 	return 0;
 }

@@ -5,6 +5,7 @@
 #ifndef IMP_BROKER_ACL_H
 #define IMP_BROKER_ACL_H
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/limits.h"
 
@@ -17,9 +18,7 @@ typedef enum {
 typedef enum {
 	IMP_PRINCIPAL_DEVICE,
 	IMP_PRINCIPAL_ACCOUNT_USER,
-	/* End users arrive with association and organizations: their column of the table
-	 * (subscribe to their organization's devices, publish on subscribe channels) goes in
-	 * imp_acl_allowed's END_USER case. Until then they are refused everything. */
+	/* Reaches the devices of its organization and of those below it, through reach. */
 	IMP_PRINCIPAL_END_USER
 } imp_principal_type;
 
@@ -31,13 +30,27 @@ typedef struct {
 	unsigned perm;                     /* IMP_CH_PUBLISH | IMP_CH_SUBSCRIBE */
 } imp_acl_channel;
 
-typedef struct {
+typedef struct imp_mqtt_principal imp_mqtt_principal;
+
+/* End users: 1 when device_id is a device in p's organizations and, when channel is not
+ * NULL, that device has a channel of that name (its IMP_CH_* bits into *perm); else 0,
+ * also when it cannot tell. It may read a store (the plugin's read-only connection, which
+ * never waits on a lock): which devices an end user reaches changes with every claim and
+ * release, so it is asked per topic instead of loaded once. */
+typedef int (*imp_acl_reach_fn)(const imp_mqtt_principal *p, const char *device_id, const char *channel,
+                                unsigned *perm);
+
+struct imp_mqtt_principal {
 	imp_principal_type type;
 	char account_id[IMP_UUID_LEN + 1];
 	char id[IMP_UUID_LEN + 1];         /* the device's or user's id (the MQTT client id) */
 	size_t nchannels;
 	imp_acl_channel *channels;         /* a device's channels; owned by whoever filled it */
-} imp_mqtt_principal;
+	int64_t account;                   /* the account's store key */
+	char org_id[IMP_UUID_LEN + 1];     /* end users: their organization */
+	imp_acl_reach_fn reach;            /* end users; NULL reaches nothing */
+	void *reach_arg;                   /* what reach reads (the store connection) */
+};
 
 /* The channel permission bits of a channel template's "permission" value
  * (publish-subscribe, publish, subscribe); 0 for anything else. */

@@ -12,6 +12,7 @@
 #include "api/server.h"
 #include "cli/broker.h"
 #include "cli/cli.h"
+#include "core/limits.h"
 #include "core/ratelimit.h"
 
 static int usage(void)
@@ -75,6 +76,8 @@ int imp_cmd_serve(int argc, char **argv)
 	 * twenty failed ones a minute per client address. */
 	app.claim_by_token = imp_ratelimit_new(60, 60);
 	app.claim_fail_by_addr = imp_ratelimit_new(20, 60);
+	app.assoc_by_caller = imp_ratelimit_new(IMP_ASSOC_FAILS_CALLER, 60);
+	app.assoc_by_account = imp_ratelimit_new(IMP_ASSOC_FAILS_ACCOUNT, 60);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -99,7 +102,8 @@ int imp_cmd_serve(int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	imp_err rc = app.login_by_email && app.login_by_addr && app.claim_by_token && app.claim_fail_by_addr
+	imp_err rc = app.login_by_email && app.login_by_addr && app.claim_by_token && app.claim_fail_by_addr &&
+	                     app.assoc_by_caller && app.assoc_by_account
 	                 ? imp_server_start(&app, listen, threads, &srv)
 	                 : IMP_ERR_NOMEM;
 	if(rc) {
@@ -122,6 +126,8 @@ out:
 	imp_ratelimit_free(&app.login_by_addr);
 	imp_ratelimit_free(&app.claim_by_token);
 	imp_ratelimit_free(&app.claim_fail_by_addr);
+	imp_ratelimit_free(&app.assoc_by_caller);
+	imp_ratelimit_free(&app.assoc_by_account);
 	imp_store_close(&app.store);
 	sodium_memzero(&app.keys, sizeof app.keys);
 	return status;

@@ -122,10 +122,29 @@ static const imp_field CLAIM_TOKEN_FIELDS[] = {
 
 const imp_kind imp_kind_claim_token = {"claimToken", "claimTokens", "claim_tokens", CLAIM_TOKEN_FIELDS, {NULL, NULL}, NULL};
 
+static const imp_field END_USER_TEMPLATE_FIELDS[] = {
+	NAME_FIELD(IMP_F_REQUIRED),
+	{"description", IMP_T_STRING, IMP_F_NULLABLE, IMP_TEXT_MAX, NULL, NULL, NULL, NULL},
+	{0}};
+
+const imp_kind imp_kind_end_user_template = {"endUserTemplate", "endUserTemplates", "end_user_templates",
+                                             END_USER_TEMPLATE_FIELDS, {NULL, NULL}, NULL};
+
+static const imp_field END_USER_FIELDS[] = {
+	{"organizationId", IMP_T_REF, IMP_F_REQUIRED | IMP_F_FILTER, 0, NULL, NULL, "organization", "org_id"},
+	{"name", IMP_T_STRING, IMP_F_REQUIRED | IMP_F_FILTER | IMP_F_SORT, IMP_NAME_MAX, NULL, NULL, NULL, "name"},
+	{"emailAddress", IMP_T_STRING, IMP_F_REQUIRED | IMP_F_FILTER | IMP_F_SORT, IMP_EMAIL_MAX, NULL, NULL, NULL, "email"},
+	{"password", IMP_T_STRING, IMP_F_WRITE_ONLY, IMP_PASSWORD_MAX, NULL, NULL, NULL, NULL},
+	{"endUserTemplateId", IMP_T_REF, IMP_F_NULLABLE | IMP_F_FILTER, 0, NULL, NULL, "endUserTemplate", "template_id"},
+	{0}};
+
+const imp_kind imp_kind_end_user = {"endUser", "endUsers", "end_users", END_USER_FIELDS, {NULL, NULL}, NULL};
+
 static const imp_kind *const ALL[] = {
 	&imp_kind_device_template, &imp_kind_device_field, &imp_kind_channel_template,
 	&imp_kind_organization_template, &imp_kind_organization, &imp_kind_account_user,
-	&imp_kind_api_key, &imp_kind_device, &imp_kind_certificate_authority, &imp_kind_claim_token, NULL};
+	&imp_kind_api_key, &imp_kind_device, &imp_kind_certificate_authority, &imp_kind_claim_token,
+	&imp_kind_end_user_template, &imp_kind_end_user, NULL};
 
 const imp_kind *imp_kind_by_name(const char *name)
 {

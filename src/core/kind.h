@@ -59,6 +59,8 @@ extern const imp_kind imp_kind_api_key;
 extern const imp_kind imp_kind_device;
 extern const imp_kind imp_kind_certificate_authority;
 extern const imp_kind imp_kind_claim_token;
+extern const imp_kind imp_kind_end_user_template;
+extern const imp_kind imp_kind_end_user;
 
 /* The kind named name ("deviceTemplate"), or NULL. */
 const imp_kind *imp_kind_by_name(const char *name);

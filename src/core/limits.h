@@ -16,6 +16,10 @@
 #define IMP_PAGE_SIZE_DEFAULT 50
 #define IMP_PAGE_SIZE_MAX     1000
 #define IMP_ORG_DEPTH_MAX     5
+#define IMP_ASSOC_TTL_DEFAULT_S 900            /* association codes: default lifetime */
+#define IMP_ASSOC_TTL_MAX_S   31536000         /* a year: codes printed on labels */
+#define IMP_ASSOC_FAILS_CALLER 10              /* wrong codes a minute, per caller */
+#define IMP_ASSOC_FAILS_ACCOUNT 100            /* and per account */
 #define IMP_CUSTOM_FIELDS_MAX 100           /* per device template */
 #define IMP_SCOPES_MAX        4
 #define IMP_UUID_LEN          36

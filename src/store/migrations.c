@@ -115,6 +115,22 @@ static const char *const MIGRATIONS[] = {
 	"CREATE TABLE claimed_serials (account INTEGER NOT NULL, serial TEXT NOT NULL,"
 	"  device_id TEXT NOT NULL, token_id TEXT NOT NULL, created INTEGER NOT NULL,"
 	"  PRIMARY KEY (account, serial)) WITHOUT ROWID;",
+
+	/* 8: end users, their templates, association codes. An end user belongs to one
+	 * organization; its email is unique within the account (it logs in with it). An
+	 * association code is kept only as its keyed hash, one unused code per device (a new
+	 * one replaces it), and is deleted when used. */
+	"CREATE TABLE end_user_templates (" ENTITY_COLUMNS ", name TEXT NOT NULL);"
+	"CREATE INDEX end_user_templates_name ON end_user_templates (account, name);"
+	"CREATE TABLE end_users (" ENTITY_COLUMNS ", org_id TEXT NOT NULL, name TEXT NOT NULL,"
+	"  email TEXT NOT NULL, template_id TEXT, UNIQUE (account, email));"
+	"CREATE INDEX end_users_email ON end_users (email);"
+	"CREATE INDEX end_users_org ON end_users (account, org_id);"
+	"CREATE INDEX end_users_name ON end_users (account, name);"
+	"CREATE INDEX end_users_template ON end_users (account, template_id);"
+	"CREATE TABLE association_codes (key INTEGER PRIMARY KEY, account INTEGER NOT NULL,"
+	"  device_id TEXT NOT NULL UNIQUE, code_hash TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL, created_by TEXT);",
 };
 
 const char *const *imp_migrations(int *count)

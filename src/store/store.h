@@ -109,6 +109,9 @@ typedef struct {
 	int64_t page_size;
 	int64_t after;           /* cursor: keys after (before, when desc) this one; -1 none */
 	int want_count;
+	/* Devices only: just those whose organization is this one or below it (an end user's
+	 * reach), or NULL. */
+	const char *within_org;
 } imp_query;
 
 /* Appends the matching entities to results (a JSON array of entity objects rendered by
@@ -135,6 +138,25 @@ imp_err imp_db_find_by_secret(imp_db *db, const imp_kind *k, const char *secret,
 typedef int (*imp_user_fn)(const imp_entity *user, const char *pwhash, void *arg);
 imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn,
                               void *arg, int *stopped);
+
+/* The same for end users (imp_kind_end_user); users without a password have hash "". */
+imp_err imp_db_end_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn,
+                                  void *arg, int *stopped);
+
+/* Organization reach: *within is 1 when org is ancestor or lies below it (in account),
+ * else 0. imp_db_device_within says the same of device_id's organization (0 for a device
+ * in no organization, or no such device). Both walk at most IMP_ORG_DEPTH_MAX levels. */
+imp_err imp_db_org_within(imp_db *db, int64_t account, const char *org, const char *ancestor, int *within);
+imp_err imp_db_device_within(imp_db *db, int64_t account, const char *device_id, const char *ancestor, int *within);
+
+/* Association codes, kept as their keyed hash (see src/api/association.c). put stores the
+ * one unused code of device_id, replacing any earlier one. find gives the device of the
+ * unexpired code with this hash in account (NOT_FOUND when unknown, expired or used);
+ * take deletes it (the code is used). */
+imp_err imp_db_assoc_code_put(imp_db *db, int64_t account, const char *device_id, const char *hash,
+                              uint64_t expires_ms, const char *created_by);
+imp_err imp_db_assoc_code_find(imp_db *db, int64_t account, const char *hash, uint64_t now_ms, imp_id *device_id);
+imp_err imp_db_assoc_code_take(imp_db *db, int64_t account, const char *hash);
 
 /* Login sessions. */
 imp_err imp_db_session_create(imp_db *db, int64_t account, const char *user_id, uint64_t expires_ms,

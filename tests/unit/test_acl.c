@@ -1,5 +1,6 @@
-/* The topic rules (src/broker/acl.c): every row of MQTT.md's topic table, for devices and
- * account users, as a table of principal, topic, action, expected verdict. */
+/* The topic rules (src/broker/acl.c): every row of MQTT.md's topic table, for devices,
+ * account users and end users, as a table of principal, topic, action, expected verdict.
+ * The end user here reaches device D only (a fake reach with D's channels). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,9 +25,25 @@ static imp_acl_channel CHANNELS[] = {
 	{"multi/level", IMP_CH_PUBLISH | IMP_CH_SUBSCRIBE},
 };
 
-static const imp_mqtt_principal DEVICE = {IMP_PRINCIPAL_DEVICE, A, D, 4, CHANNELS};
-static const imp_mqtt_principal USER = {IMP_PRINCIPAL_ACCOUNT_USER, A, U, 0, NULL};
-static const imp_mqtt_principal END_USER = {IMP_PRINCIPAL_END_USER, A, U, 0, NULL};
+/* Reaches D only, whose channels are CHANNELS. */
+static int reach_d(const imp_mqtt_principal *p, const char *device_id, const char *channel, unsigned *perm)
+{
+	if(strcmp(device_id, D) != 0) return 0;
+	if(!channel) return 1;
+	for(size_t i = 0; i < sizeof CHANNELS / sizeof CHANNELS[0]; i++) {
+		if(strcmp(CHANNELS[i].name, channel) == 0) {
+			*perm = CHANNELS[i].perm;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static const imp_mqtt_principal DEVICE = {.type = IMP_PRINCIPAL_DEVICE, .account_id = A, .id = D, .nchannels = 4,
+                                          .channels = CHANNELS};
+static const imp_mqtt_principal USER = {.type = IMP_PRINCIPAL_ACCOUNT_USER, .account_id = A, .id = U};
+static const imp_mqtt_principal END_USER = {.type = IMP_PRINCIPAL_END_USER, .account_id = A, .id = U, .reach = reach_d};
+static const imp_mqtt_principal LOST_USER = {.type = IMP_PRINCIPAL_END_USER, .account_id = A, .id = U};
 
 enum { R = IMP_ACL_READ, W = IMP_ACL_WRITE, S = IMP_ACL_SUBSCRIBE };
 
@@ -78,8 +95,26 @@ static const acase CASES[] = {
 	{&USER, "xi/blue/v1/" A "x/d", W, 0, 0},
 	{&USER, "xi/ctrl/v1/" D "/cln", S, 0, 0}, {&USER, "xi/ctrl/v1/" D "/svc", W, 0, 0},
 	{&USER, "other", W, 0, 0},
-	/* end users: not yet */
-	{&END_USER, DEV "both", S, 0, 0},
+	/* end users: subscribe to every channel of their devices; publish where the channel lets
+	 * the cloud talk to the device */
+	{&END_USER, DEV "both", S, 0, 1}, {&END_USER, DEV "both", R, 0, 1}, {&END_USER, DEV "both", W, 0, 1},
+	{&END_USER, DEV "up", S, 0, 1}, {&END_USER, DEV "up", R, 0, 1}, {&END_USER, DEV "up", W, 0, 0},
+	{&END_USER, DEV "down", S, 0, 1}, {&END_USER, DEV "down", W, 0, 1},
+	{&END_USER, DEV "multi/level", W, 0, 1}, {&END_USER, DEV "nochannel", S, 0, 0},
+	{&END_USER, DEV "nochannel", W, 0, 0}, {&END_USER, DEV, S, 0, 0},
+	{&END_USER, DEV "_log", S, 0, 1}, {&END_USER, DEV "_log", W, 0, 0},
+	{&END_USER, DEV "_set/fields", S, 0, 1}, {&END_USER, DEV "_set/fields", W, 0, 0},
+	{&END_USER, DEV "_updates/fields", R, 0, 1}, {&END_USER, DEV "_updates/fields", W, 0, 0},
+	{&END_USER, DEV "_rejected", S, 0, 1}, {&END_USER, DEV "_rejected", W, 0, 0},
+	{&END_USER, DEV "#", S, 0, 1}, {&END_USER, DEV "+", S, 0, 1}, {&END_USER, DEV "#", W, 0, 0},
+	/* not their devices, not other accounts, not the control topics */
+	{&END_USER, "xi/blue/v1/" A "/d/" E "/both", S, 0, 0}, {&END_USER, "xi/blue/v1/" A "/d/" E "/both", W, 0, 0},
+	{&END_USER, "xi/blue/v1/" A "/d/" E "/#", S, 0, 0}, {&END_USER, "xi/blue/v1/" A "/d/+/both", S, 0, 0},
+	{&END_USER, "xi/blue/v1/" A "/d/#", S, 0, 0}, {&END_USER, "xi/blue/v1/" A "/#", S, 0, 0},
+	{&END_USER, "xi/blue/v1/" B "/d/" D "/both", S, 0, 0}, {&END_USER, "#", S, 0, 0},
+	{&END_USER, "xi/ctrl/v1/" D "/cln", S, 0, 0}, {&END_USER, "xi/ctrl/v1/" D "/svc", W, 0, 0},
+	{&END_USER, "other", S, 0, 0},
+	{&LOST_USER, DEV "both", S, 0, 0}, {&LOST_USER, DEV "_log", S, 0, 0},
 };
 
 static void table(void **state)
@@ -89,7 +124,7 @@ static void table(void **state)
 		int got = imp_acl_allowed(c->who, c->topic, (imp_acl_action)c->action, c->qos);
 		if(got != c->want)
 			fail_msg("case %zu: %s %s action %d qos %d: got %d, want %d", i,
-			         c->who == &DEVICE ? "device" : "user", c->topic, c->action, c->qos, got, c->want);
+			         c->who == &DEVICE ? "device" : c->who == &USER ? "user" : "end user", c->topic, c->action, c->qos, got, c->want);
 	}
 }
 

@@ -253,7 +253,8 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 	/* A user's credential counts only while the user exists (deletes also revoke it). */
 	st = store__stmt(db, "SELECT c.account, c.entity_type, c.method, c.secret, c.fingerprint, c.not_after, a.id"
 	                     " FROM credentials c JOIN accounts a ON a.key = c.account WHERE c.entity_id = ?1 AND (c.entity_type != 'accountUser'"
-	                     " OR EXISTS (SELECT 1 FROM account_users u WHERE u.id = ?1 AND u.account = c.account))");
+	                     " OR EXISTS (SELECT 1 FROM account_users u WHERE u.id = ?1 AND u.account = c.account))"
+	                     " AND (c.entity_type != 'endUser' OR EXISTS (SELECT 1 FROM end_users e WHERE e.id = ?1 AND e.account = c.account))");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);

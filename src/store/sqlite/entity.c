@@ -380,6 +380,7 @@ static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int w
 {
 	const char *lead = lead_filter(k, q);
 	sb_add(b, " WHERE t.account = ?");
+	if(q->within_org) sb_add(b, " AND t.org_id IN (" STORE_SUBTREE ")");
 	for(size_t i = 0; i < q->nfilters; i++) {
 		const imp_field *f = imp_kind_field(k, q->filters[i].field);
 		if(!f || !f->column || !(f->flags & IMP_F_FILTER)) return IMP_ERR_BAD_REQUEST;
@@ -413,6 +414,10 @@ static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, 
 {
 	int i = 1;
 	sqlite3_bind_int64(st, i++, account);
+	if(q->within_org) {
+		sqlite3_bind_text(st, i++, q->within_org, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, i++, account);
+	}
 	for(size_t j = 0; j < q->nfilters; j++) {
 		const imp_field *f = imp_kind_field(k, q->filters[j].field);
 		const char *v = q->filters[j].value;
@@ -549,12 +554,12 @@ imp_err imp_db_find_by_secret(imp_db *db, const imp_kind *k, const char *secret,
 	return err;
 }
 
-imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn, void *arg,
-                              int *stopped)
+static imp_err users_by_email(imp_db *db, const imp_kind *k, const char *email, int64_t account, imp_user_fn fn,
+                              void *arg, int *stopped)
 {
 	sqlbuf b;
 	sb_init(&b);
-	select_prefix(&b, &imp_kind_account_user, ", t.secret");
+	select_prefix(&b, k, ", t.secret");
 	sb_add(&b, " WHERE t.email = ? AND (? = 0 OR t.account = ?)");
 	sqlite3_stmt *st = store__stmt(db, b.s);
 	if(!st) return IMP_ERR_STORE;
@@ -566,7 +571,7 @@ imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, im
 	*stopped = 0;
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		imp_entity e;
-		if((err = read_row(st, &imp_kind_account_user, &e))) break;
+		if((err = read_row(st, k, &e))) break;
 		const char *hash = (const char *)sqlite3_column_text(st, ncol - 1);
 		int stop = fn(&e, hash ? hash : "", arg);
 		imp_entity_clear(&e);
@@ -578,6 +583,18 @@ imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, im
 	sqlite3_reset(st);
 	if(err) return err;
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? IMP_OK : store__rc(rc);
+}
+
+imp_err imp_db_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn, void *arg,
+                              int *stopped)
+{
+	return users_by_email(db, &imp_kind_account_user, email, account, fn, arg, stopped);
+}
+
+imp_err imp_db_end_users_by_email(imp_db *db, const char *email, int64_t account, imp_user_fn fn, void *arg,
+                                  int *stopped)
+{
+	return users_by_email(db, &imp_kind_end_user, email, account, fn, arg, stopped);
 }
 
 static void build_get_by_key(sqlbuf *b, const imp_kind *k)

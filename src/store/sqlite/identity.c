@@ -52,8 +52,9 @@ imp_err imp_db_session_create(imp_db *db, int64_t account, const char *user_id, 
 imp_err imp_db_session_check(imp_db *db, const char *id, const char *user_id, uint64_t now_ms)
 {
 	sqlite3_stmt *st = store__stmt(db,
-		"SELECT 1 FROM sessions s JOIN account_users u ON u.id = s.user_id"
-		" WHERE s.id = ? AND s.user_id = ? AND s.expires > ?");
+		"SELECT 1 FROM sessions s WHERE s.id = ?1 AND s.user_id = ?2 AND s.expires > ?3"
+		" AND (EXISTS (SELECT 1 FROM account_users u WHERE u.id = ?2 AND u.account = s.account)"
+		" OR EXISTS (SELECT 1 FROM end_users e WHERE e.id = ?2 AND e.account = s.account))");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);

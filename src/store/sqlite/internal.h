@@ -9,6 +9,13 @@
 
 #define IMP_STMT_CACHE 256
 
+/* The ids of an organization (first parameter) and every organization below it in an
+ * account (second parameter), as a subquery. Depth is bounded by IMP_ORG_DEPTH_MAX. */
+#define STORE_SUBTREE                                                                     \
+	"WITH RECURSIVE sub(id, depth) AS (SELECT ?, 0 UNION ALL SELECT o.id, sub.depth + 1"   \
+	" FROM organizations o JOIN sub ON o.parent_id = sub.id WHERE o.account = ? AND sub.depth < 8)" \
+	" SELECT id FROM sub"
+
 struct stmt_slot {
 	char *sql;
 	uint32_t hash;
