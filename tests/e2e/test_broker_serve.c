@@ -261,7 +261,7 @@ static void expired_certificate_refused(void **state)
 	X509_set_version(x, 2);
 	ASN1_INTEGER_set(X509_get_serialNumber(x), 99);
 	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 4);
+	X509_gmtime_adj(X509_getm_notAfter(x), 8);
 	X509_set_pubkey(x, k);
 	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)CDEV, -1, -1, 0);
 	X509_set_issuer_name(x, X509_get_subject_name(ca));
@@ -290,7 +290,7 @@ static void expired_certificate_refused(void **state)
 	assert_int_equal(r.status, 200);
 	h_resp_free(&r);
 	assert_int_equal(pub(args), 0);
-	sleep(6);
+	sleep(9);
 	assert_int_not_equal(pub(args), 0);
 	free(text);
 	free(copy);
