@@ -123,6 +123,22 @@ static const char *opt_string(imp_req *r, json_t *body, const char *name, imp_er
 	return json_string_value(v);
 }
 
+/* A password credential for an account user or end user (kind k) of the caller's account. */
+static imp_err user_password(imp_req *r, const imp_kind *k, const char *type, int allowed, int has_cert,
+                             const char *entity_id, char *secret, imp_credential *c, int *replaced)
+{
+	imp_entity u;
+	if(!allowed)
+		return api_fail(r, IMP_ERR_FORBIDDEN, "insufficient_scope", NULL, "credentials for %ss need the admin scope", type);
+	if(has_cert)
+		return api_fail(r, IMP_ERR_INVALID, "password_only", "certificate", "%ss connect with a password secret", type);
+	imp_err rc = imp_db_get(r->db, k, r->who.account, entity_id, &u);
+	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "entityId", "no such %s", type);
+	if(rc) return rc;
+	imp_entity_clear(&u);
+	return imp_cred_password(r, type, entity_id, 0, secret, c, replaced);
+}
+
 imp_err imp_h_cred_create(imp_req *r)
 {
 	static const char *const known[] = {"accountId", "entityId", "entityType", "certificate", "csr", NULL};
@@ -191,36 +207,12 @@ imp_err imp_h_cred_create(imp_req *r)
 		} else {
 			rc = imp_cred_password(r, "device", entity_id, 0, secret, &c, &replaced);
 		}
-	} else if(strcmp(entity_type, "accountUser") == 0) {
-		imp_entity u;
-		if(!(r->who.scopes & IMP_SCOPE_ADMIN)) {
-			rc = api_fail(r, IMP_ERR_FORBIDDEN, "insufficient_scope", NULL, "credentials for account users need the admin scope");
-			goto out;
-		}
-		if(cert || csr) {
-			rc = api_fail(r, IMP_ERR_INVALID, "password_only", "certificate", "account users connect with a password secret");
-			goto out;
-		}
-		rc = imp_db_get(r->db, &imp_kind_account_user, r->who.account, entity_id, &u);
-		if(rc == IMP_ERR_NOT_FOUND) rc = api_fail(r, rc, "not_found", "entityId", "no such accountUser");
-		if(rc) goto out;
-		imp_entity_clear(&u);
-		rc = imp_cred_password(r, "accountUser", entity_id, 0, secret, &c, &replaced);
 	} else {
-		imp_entity u;
-		if(r->who.type != IMP_ACTOR_END_USER && !(r->who.scopes & IMP_SCOPE_ADMIN)) {
-			rc = api_fail(r, IMP_ERR_FORBIDDEN, "insufficient_scope", NULL, "credentials for end users need the admin scope");
-			goto out;
-		}
-		if(cert || csr) {
-			rc = api_fail(r, IMP_ERR_INVALID, "password_only", "certificate", "end users connect with a password secret");
-			goto out;
-		}
-		rc = imp_db_get(r->db, &imp_kind_end_user, r->who.account, entity_id, &u);
-		if(rc == IMP_ERR_NOT_FOUND) rc = api_fail(r, rc, "not_found", "entityId", "no such endUser");
-		if(rc) goto out;
-		imp_entity_clear(&u);
-		rc = imp_cred_password(r, "endUser", entity_id, 0, secret, &c, &replaced);
+		/* Account users need an admin; an end user may also make its own. */
+		int user = strcmp(entity_type, "accountUser") == 0;
+		int allowed = (r->who.scopes & IMP_SCOPE_ADMIN) || (!user && r->who.type == IMP_ACTOR_END_USER);
+		rc = user_password(r, user ? &imp_kind_account_user : &imp_kind_end_user, entity_type, allowed, cert || csr,
+		                   entity_id, secret, &c, &replaced);
 	}
 	if(rc) goto out;
 	json_t *details = json_pack("{s:s, s:s}", "credentialId", c.id.s, "method", c.method);

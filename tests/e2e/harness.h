@@ -80,6 +80,9 @@ int h_create(h_server *s, const char *token, const char *path, const char *body,
 /* Log in as an account's admin; the JWT into out. 0 on success. */
 int h_login(h_server *s, const h_account *a, char *out, size_t cap);
 
+/* A loopback TCP port that was free a moment ago (for brokers and other listeners). */
+unsigned h_free_port(void);
+
 /* 1 when needle occurs in the server's stderr log. */
 int h_log_contains(h_server *s, const char *needle);
 

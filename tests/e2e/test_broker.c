@@ -55,15 +55,6 @@ static void sleep_ms(int ms)
 
 /* ---- the broker ---------------------------------------------------------------------- */
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t n = sizeof a;
-	if(bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &n)) return -1;
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static int port_open(int port)
 {
@@ -77,7 +68,7 @@ static int port_open(int port)
 
 static int broker_start(void)
 {
-	PORT = free_port();
+	PORT = h_free_port();
 	snprintf(CONF, sizeof CONF, "%s/mosquitto.conf", S.data);
 	snprintf(BLOG, sizeof BLOG, "%s/mosquitto.log", S.data);
 	FILE *f = fopen(CONF, "w");

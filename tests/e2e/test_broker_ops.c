@@ -39,16 +39,6 @@ static double now_s(void)
 }
 
 /* A port nothing listens on now (bound and released). */
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t n = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static int listening(unsigned port)
 {
@@ -69,9 +59,9 @@ typedef struct {
 /* serve with the stub plugin on three free ports, plus extra (NULL-terminated or NULL). */
 static int start(broker_srv *b, const char *const *extra)
 {
-	b->plain = free_port();
-	b->tls = free_port();
-	b->cert = free_port();
+	b->plain = h_free_port();
+	b->tls = h_free_port();
+	b->cert = h_free_port();
 	snprintf(b->a_plain, sizeof b->a_plain, "127.0.0.1:%u", b->plain);
 	snprintf(b->a_tls, sizeof b->a_tls, "127.0.0.1:%u", b->tls);
 	snprintf(b->a_cert, sizeof b->a_cert, "127.0.0.1:%u", b->cert);
@@ -212,7 +202,7 @@ static void dies_with_serve(void **state)
 static void no_broker(void **state)
 {
 	h_server s;
-	unsigned port = free_port();
+	unsigned port = h_free_port();
 	char addr[32];
 	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
 	const char *args[] = {"--no-broker", "--mqtt-listen", addr, "--broker-plugin", STUB_PLUGIN, NULL};

@@ -31,16 +31,6 @@ static unsigned P_PLAIN, P_TLS, P_CERT;
 static char A_PLAIN[32], A_TLS[32], A_CERT[32];
 static char PW_TPL[64], CT_TPL[64], DEV[64], SECRET[64], CDEV[64], CDEV2[64], ACCOUNT[64];
 
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t n = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static void path(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", S.data, name); }
 
@@ -86,9 +76,9 @@ static int broker_up(void)
 
 static int setup(void **state)
 {
-	P_PLAIN = free_port();
-	P_TLS = free_port();
-	P_CERT = free_port();
+	P_PLAIN = h_free_port();
+	P_TLS = h_free_port();
+	P_CERT = h_free_port();
 	snprintf(A_PLAIN, sizeof A_PLAIN, "127.0.0.1:%u", P_PLAIN);
 	snprintf(A_TLS, sizeof A_TLS, "127.0.0.1:%u", P_TLS);
 	snprintf(A_CERT, sizeof A_CERT, "127.0.0.1:%u", P_CERT);
@@ -193,51 +183,87 @@ static void certificate_device_from_csr(void **state)
 	snprintf(body, sizeof body, "%s", "");
 }
 
-/* A self-signed certificate registered while the broker runs is trusted without a restart. */
-static void self_signed_registered_live(void **state)
+/* A certificate for a new key, CN cn, valid from a minute ago for valid_s seconds, signed
+ * by issuer (NULL: self-signed). Its PEM and key are written to DATA/<name>.crt and .key. */
+typedef struct {
+	X509 *x;
+	EVP_PKEY *k;
+	char cf[512], kf[512];
+} made_cert;
+
+static void make_cert(made_cert *m, const char *name, const char *cn, long valid_s, X509 *issuer, EVP_PKEY *issuer_key)
 {
-	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	X509 *x = X509_new();
+	static long serial = 70;
+	m->k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	m->x = X509_new();
+	X509 *x = m->x;
 	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 77);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
 	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_set_pubkey(x, k);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)CDEV2, -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
-	char cf[512], kf[512], ca[512], port[8], topic[200];
-	path(cf, sizeof cf, "c2.crt");
-	path(kf, sizeof kf, "c2.key");
-	FILE *f = fopen(cf, "w");
+	X509_gmtime_adj(X509_getm_notAfter(x), valid_s);
+	X509_set_pubkey(x, m->k);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : X509_get_subject_name(x));
+	assert_true(X509_sign(x, issuer_key ? issuer_key : m->k, EVP_sha256()) > 0);
+	char f1[64], f2[64];
+	snprintf(f1, sizeof f1, "%s.crt", name);
+	snprintf(f2, sizeof f2, "%s.key", name);
+	path(m->cf, sizeof m->cf, f1);
+	path(m->kf, sizeof m->kf, f2);
+	FILE *f = fopen(m->cf, "w");
 	PEM_write_X509(f, x);
 	fclose(f);
-	f = fopen(kf, "w");
-	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+	f = fopen(m->kf, "w");
+	PEM_write_PrivateKey(f, m->k, NULL, NULL, 0, NULL, NULL);
 	fclose(f);
-	snprintf(port, sizeof port, "%u", P_CERT);
-	topic_of(CDEV2, topic, sizeof topic);
-	path(ca, sizeof ca, "tls/ca.crt");
-	const char *args[] = {"-p", port, "--cafile", ca, "--cert", cf, "--key", kf, "-i", CDEV2, "-t", topic, NULL};
-	/* Not registered: TLS accepts no unknown self-signed certificate. */
-	assert_int_not_equal(pub(args), 0);
+}
+
+static void free_cert(made_cert *m)
+{
+	X509_free(m->x);
+	EVP_PKEY_free(m->k);
+}
+
+/* Registers m's certificate for device through the API: 200. */
+static void register_cert(const char *device, const made_cert *m)
+{
 	BIO *b = BIO_new(BIO_s_mem());
-	PEM_write_bio_X509(b, x);
+	PEM_write_bio_X509(b, m->x);
 	char *pem;
 	long n = BIO_get_mem_data(b, &pem);
 	char *copy = strndup(pem, (size_t)n);
-	json_t *j = json_pack("{s:s, s:s}", "entityId", CDEV2, "certificate", copy);
+	json_t *j = json_pack("{s:s, s:s}", "entityId", device, "certificate", copy);
 	char *text = json_dumps(j, 0);
 	h_resp r = h_call(&S, "POST", "/api/v1/access/mqtt-credentials", S.admin.api_key, text, NULL);
 	assert_int_equal(r.status, 200);
 	h_resp_free(&r);
-	assert_int_equal(pub(args), 0);
 	free(text);
 	free(copy);
 	json_decref(j);
 	BIO_free(b);
-	X509_free(x);
-	EVP_PKEY_free(k);
+}
+
+/* mosquitto_pub on the certificate port as device with m's certificate and key. */
+static int pub_cert(const char *device, const made_cert *m)
+{
+	char port[8], topic[200], ca[512];
+	snprintf(port, sizeof port, "%u", P_CERT);
+	topic_of(device, topic, sizeof topic);
+	path(ca, sizeof ca, "tls/ca.crt");
+	const char *args[] = {"-p", port, "--cafile", ca, "--cert", m->cf, "--key", m->kf, "-i", device, "-t", topic, NULL};
+	return pub(args);
+}
+
+/* A self-signed certificate registered while the broker runs is trusted without a restart. */
+static void self_signed_registered_live(void **state)
+{
+	made_cert m;
+	make_cert(&m, "c2", CDEV2, 86400, NULL, NULL);
+	/* Not registered: TLS accepts no unknown self-signed certificate. */
+	assert_int_not_equal(pub_cert(CDEV2, &m), 0);
+	register_cert(CDEV2, &m);
+	assert_int_equal(pub_cert(CDEV2, &m), 0);
+	free_cert(&m);
 }
 
 /* A registered certificate works until it expires, and not after. */
@@ -256,49 +282,14 @@ static void expired_certificate_refused(void **state)
 	fclose(f);
 	assert_non_null(ca);
 	assert_non_null(cakey);
-	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	X509 *x = X509_new();
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 99);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 8);
-	X509_set_pubkey(x, k);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)CDEV, -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(ca));
-	assert_true(X509_sign(x, cakey, EVP_sha256()) > 0);
-	char cf[512], kf[512], ca_tls[512], port[8], topic[200];
-	path(cf, sizeof cf, "c3.crt");
-	path(kf, sizeof kf, "c3.key");
-	f = fopen(cf, "w");
-	PEM_write_X509(f, x);
-	fclose(f);
-	f = fopen(kf, "w");
-	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
-	fclose(f);
-	snprintf(port, sizeof port, "%u", P_CERT);
-	topic_of(CDEV, topic, sizeof topic);
-	path(ca_tls, sizeof ca_tls, "tls/ca.crt");
-	const char *args[] = {"-p", port, "--cafile", ca_tls, "--cert", cf, "--key", kf, "-i", CDEV, "-t", topic, NULL};
-	BIO *b = BIO_new(BIO_s_mem());
-	PEM_write_bio_X509(b, x);
-	char *pem;
-	long n = BIO_get_mem_data(b, &pem);
-	char *copy = strndup(pem, (size_t)n);
-	json_t *j = json_pack("{s:s, s:s}", "entityId", CDEV, "certificate", copy);
-	char *text = json_dumps(j, 0);
-	h_resp r = h_call(&S, "POST", "/api/v1/access/mqtt-credentials", S.admin.api_key, text, NULL);
-	assert_int_equal(r.status, 200);
-	h_resp_free(&r);
-	assert_int_equal(pub(args), 0);
+	made_cert m;
+	make_cert(&m, "c3", CDEV, 8, ca, cakey);
+	register_cert(CDEV, &m);
+	assert_int_equal(pub_cert(CDEV, &m), 0);
 	sleep(9);
-	assert_int_not_equal(pub(args), 0);
-	free(text);
-	free(copy);
-	json_decref(j);
-	BIO_free(b);
-	X509_free(x);
+	assert_int_not_equal(pub_cert(CDEV, &m), 0);
+	free_cert(&m);
 	X509_free(ca);
-	EVP_PKEY_free(k);
 	EVP_PKEY_free(cakey);
 }
 
