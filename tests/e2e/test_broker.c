@@ -529,6 +529,157 @@ static void account_user_topics(void **state)
 	cl_close(u);
 }
 
+/* Issue 5: two end users in sibling organizations (P > {OA, OB}) each own one device,
+ * claimed with an association code; neither sees nor changes the other's, over HTTP and
+ * over MQTT. Devices E1 (OA) and E2 (OB) are new, of template T (both, up, down). */
+static void end_user_login(const char *email, char *out, size_t cap)
+{
+	char body[200];
+	snprintf(body, sizeof body, "{\"emailAddress\":\"%s\",\"password\":\"a-long-password\"}", email);
+	h_resp r = h_call(&S, "POST", "/api/v1/auth/login-user", NULL, body, NULL);
+	check_resp(&r, 200, NULL, NULL, email);
+	snprintf(out, cap, "%s", h_str(&r, "jwt"));
+	h_resp_free(&r);
+}
+
+/* An admin-made code for the device in dvar, claimed by the end user in uvar. */
+static void claim(const char *dvar, const char *uvar, const char *jwt)
+{
+	char body[200], code[32];
+	snprintf(body, sizeof body, "{\"deviceId\":\"%s\"}", getvar(dvar));
+	h_resp r = api("POST", "/api/v1/association/create-association-code", body);
+	check_resp(&r, 201, NULL, NULL, "code");
+	snprintf(code, sizeof code, "%s", h_str(&r, "associationCode"));
+	h_resp_free(&r);
+	snprintf(body, sizeof body, "{\"associationCode\":\"%s\",\"endUserId\":\"%s\"}", code, getvar(uvar));
+	r = api_as(jwt, "POST", "/api/v1/association/start-association-with-code", body, NULL);
+	check_resp(&r, 200, NULL, NULL, "claim");
+	assert_string_equal(h_str(&r, "deviceId"), getvar(dvar));
+	h_resp_free(&r);
+}
+
+static long http_status(const char *jwt, const char *method, const char *path, const char *body)
+{
+	h_resp r = api_as(jwt, method, path, body, NULL);
+	long st = r.status;
+	h_resp_free(&r);
+	return st;
+}
+
+static void end_users_in_sibling_organizations(void **state)
+{
+	static char ja[2048], jb[2048];
+	char sa[64], sb[64], se1[64], se2[64], t[256];
+	const char *acct = S.admin.account_id;
+	json_decref(create("/api/v1/organizations", "organization", "{\"name\":\"P\"}", "OP"));
+	json_decref(create("/api/v1/organizations", "organization", "{\"name\":\"OA\",\"parentId\":\"{OP}\"}", "OA"));
+	json_decref(create("/api/v1/organizations", "organization", "{\"name\":\"OB\",\"parentId\":\"{OP}\"}", "OB"));
+	json_decref(create("/api/v1/end-users", "endUser",
+	                   "{\"organizationId\":\"{OA}\",\"name\":\"Ann\",\"emailAddress\":\"ann@example.com\","
+	                   "\"password\":\"a-long-password\"}", "EA"));
+	json_decref(create("/api/v1/end-users", "endUser",
+	                   "{\"organizationId\":\"{OB}\",\"name\":\"Bob\",\"emailAddress\":\"bob@example.com\","
+	                   "\"password\":\"a-long-password\"}", "EB"));
+	json_decref(create("/api/v1/devices", "device", "{\"deviceTemplateId\":\"{T}\",\"serialNumber\":\"E-1\"}", "E1"));
+	json_decref(create("/api/v1/devices", "device", "{\"deviceTemplateId\":\"{T}\",\"serialNumber\":\"E-2\"}", "E2"));
+	gen_secret(S.admin.api_key, getvar("E1"), "device", se1);
+	gen_secret(S.admin.api_key, getvar("E2"), "device", se2);
+	end_user_login("ann@example.com", ja, sizeof ja);
+	end_user_login("bob@example.com", jb, sizeof jb);
+	claim("E1", "EA", ja);
+	claim("E2", "EB", jb);
+	json_t *d = get_device(getvar("E1"));
+	assert_string_equal(json_string_value(json_object_get(d, "organizationId")), getvar("OA"));
+	assert_string_equal(json_string_value(json_object_get(d, "provisioningState")), "associated");
+	json_decref(d);
+	gen_secret(ja, getvar("EA"), "endUser", sa);
+	gen_secret(jb, getvar("EB"), "endUser", sb);
+
+	/* HTTP: each sees and changes its own device only */
+	h_resp r = api_as(ja, "GET", "/api/v1/devices", NULL, NULL);
+	check_resp(&r, 200, NULL, NULL, "Ann's devices");
+	check_at(&r, "devices.meta.count", "1", "Ann sees one device");
+	check_at(&r, "devices.results.0.id", "\"{E1}\"", "Ann sees E1");
+	h_resp_free(&r);
+	assert_int_equal(http_status(ja, "GET", "/api/v1/devices/{E1}", NULL), 200);
+	assert_int_equal(http_status(ja, "GET", "/api/v1/devices/{E2}", NULL), 404);
+	assert_int_equal(http_status(jb, "GET", "/api/v1/devices/{E1}", NULL), 404);
+	assert_int_equal(http_status(ja, "PUT", "/api/v1/devices/{E2}", "{\"name\":\"mine\"}"), 404);
+	assert_int_equal(http_status(ja, "PUT", "/api/v1/devices/{E1}", "{\"organizationId\":\"{OB}\"}"), 422);
+	assert_int_equal(http_status(ja, "PUT", "/api/v1/devices/{E1}", "{\"name\":\"kitchen\"}"), 200);
+	d = get_device(getvar("E2"));
+	assert_true(json_is_null(json_object_get(d, "name")));
+	assert_string_equal(json_string_value(json_object_get(d, "organizationId")), getvar("OB"));
+	json_decref(d);
+
+	/* MQTT: each logs in with its own credential only */
+	assert_int_equal(connack(getvar("EA"), getvar("EA"), sb, 5), 0x87);
+	cl *ua = cl_connect(getvar("EA"), getvar("EA"), sa, 5);
+	cl *ub = cl_connect(getvar("EB"), getvar("EB"), sb, 5);
+	cl *e1 = cl_connect(getvar("E1"), NULL, se1, 5);
+	cl *e2 = cl_connect(getvar("E2"), NULL, se2, 5);
+	assert_int_equal(get(ua, &ua->connack), 0);
+	assert_int_equal(get(ub, &ub->connack), 0);
+	assert_int_equal(get(e1, &e1->connack), 0);
+	assert_int_equal(get(e2, &e2->connack), 0);
+
+	/* device -> cloud: Ann reads her device's "up"; Bob cannot subscribe to it */
+	char e1up[256], e2up[256], e1down[256], e2down[256];
+	topic(e1up, sizeof e1up, acct, getvar("E1"), "up");
+	topic(e2up, sizeof e2up, acct, getvar("E2"), "up");
+	topic(e1down, sizeof e1down, acct, getvar("E1"), "down");
+	topic(e2down, sizeof e2down, acct, getvar("E2"), "down");
+	assert_int_equal(sub(ua, e1up, 0), 0);
+	assert_int_equal(sub(ub, e1up, 0), 0x87);
+	assert_int_equal(sub(ub, e2up, 0), 0);
+	assert_int_equal(pub1(e1, e1up), 0);
+	assert_true(await_msg(ua, e1up));
+	assert_int_equal(pub1(e2, e2up), 0);
+	assert_true(await_msg(ub, e2up));
+	assert_int_equal(received(ub, e1up), 0);
+	assert_int_equal(received(ua, e2up), 0);
+
+	/* cloud -> device: Ann publishes on E1's "down"; not on "up" (device -> cloud only) */
+	assert_int_equal(sub(e1, e1down, 1), 1);
+	assert_int_equal(sub(e2, e2down, 1), 1);
+	assert_int_equal(pub1(ua, e1down), 0);
+	assert_true(await_msg(e1, e1down));
+	assert_int_equal(pub1(ua, e1up), 0x87);
+
+	/* Ann on Bob's device: refused, and nothing reaches it; Bob's own publish does */
+	assert_int_equal(pub1(ua, e2down), 0x87);
+	assert_int_equal(sub(ua, e2up, 0), 0x87);
+	topic(t, sizeof t, acct, getvar("E2"), "both");
+	assert_int_equal(sub(ua, t, 0), 0x87);
+	assert_int_equal(pub1(ua, t), 0x87);
+	topic(t, sizeof t, acct, getvar("E2"), "_log");
+	assert_int_equal(sub(ua, t, 0), 0x87);
+	topic(t, sizeof t, acct, getvar("E2"), "#");
+	assert_int_equal(sub(ua, t, 0), 0x87);
+	assert_int_equal(pub1(ub, e2down), 0);
+	assert_true(await_msg(e2, e2down));
+	sleep_ms(200);
+	assert_int_equal(received(e2, e2down), 1);
+
+	/* wildcards over devices, the account, everything; control topics */
+	snprintf(t, sizeof t, "xi/blue/v1/%s/d/+/up", acct);
+	assert_int_equal(sub(ua, t, 0), 0x87);
+	snprintf(t, sizeof t, "xi/blue/v1/%s/#", acct);
+	assert_int_equal(sub(ua, t, 0), 0x87);
+	assert_int_equal(sub(ua, "#", 0), 0x87);
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/cln", getvar("E1"));
+	assert_int_equal(sub(ua, t, 0), 0x87);
+	snprintf(t, sizeof t, "xi/ctrl/v1/%s/svc", getvar("E1"));
+	assert_int_equal(pub1(ua, t), 0x87);
+	/* her own device's tree, by wildcard, is hers */
+	topic(t, sizeof t, acct, getvar("E1"), "#");
+	assert_int_equal(sub(ua, t, 0), 0);
+	cl_close(e2);
+	cl_close(e1);
+	cl_close(ub);
+	cl_close(ua);
+}
+
 /* A device's will on its own channel reaches a subscriber when the device drops off with a
  * clean session too (mosquitto sends the will after the plugin's disconnect event). */
 static void last_will_is_delivered(void **state)
@@ -801,6 +952,7 @@ int main(void)
 		cmocka_unit_test(device_topics),
 		cmocka_unit_test(per_message_read_check),
 		cmocka_unit_test(account_user_topics),
+		cmocka_unit_test(end_users_in_sibling_organizations),
 		cmocka_unit_test(last_will_is_delivered),
 		cmocka_unit_test(command_line_clients),
 		cmocka_unit_test(connection_status),
