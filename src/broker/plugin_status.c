@@ -75,6 +75,8 @@ imp_err plugin__status_start(const char *path)
 {
 	imp_err rc = imp_db_open(path, 0, BUSY_MS, &S.db);
 	if(rc) return rc;
+	/* A batch in the server holds the write lock for long runs of transactions. */
+	imp_db_busy_poll(S.db);
 	/* A broker starting has no sessions: whatever a crash left marked connected is not. */
 	if(imp_db_tx_begin(S.db) || imp_db_devices_disconnect_all(S.db) || imp_db_tx_commit(S.db)) {
 		imp_db_tx_rollback(S.db);
