@@ -95,6 +95,15 @@ measure() {
   printf "%-22s %s  broker_cpu_us=%.1f\n" "$name" "$out" "$(awk -v a="$c0" -v b="$c1" -v t="$TICK" -v u="$units" 'BEGIN {print (b - a) / t * 1e6 / u}')"
   eval "$var=$rate"
 }
+# settle PID: waits (up to 60 s) until the broker is idle, its connection status writes
+# after a storm done, so they do not land in the next figure.
+settle() {
+  local a b
+  for _ in $(seq 120); do
+    a=$(cpu "$1"); sleep 0.5; b=$(cpu "$1")
+    [ $((b - a)) -le 1 ] && return 0
+  done
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 PORT_E=$("$GEN" freeport)
@@ -113,10 +122,10 @@ echo "== storm: $CONNECTS connects over $THREADS threads; publish: $CLIENTS clie
 for r in $(seq "$ROUNDS"); do
   echo "-- round $r"
   measure "storm ceiling" "$PID_anon" SA storm "$PORT_A" "$IDS" "$CONNECTS" "$THREADS"
-  sleep 2
+  settle "$PID_anon"
   measure "storm plugin" "$PID_plugin" SP storm "$PORT_P" "$IDS" "$CONNECTS" "$THREADS"
   [ "$r" = 1 ] && echo "   plugin broker after the storm: $(mem "$PID_plugin")"
-  sleep 2   # connection status writes drain
+  settle "$PID_plugin"
   measure "pub ceiling" "$PID_anon" PA pub "$PORT_A" "$IDS" "$ACCOUNT" "$CLIENTS" "$MSGS" 0
   measure "pub plugin" "$PID_plugin" PP pub "$PORT_P" "$IDS" "$ACCOUNT" "$CLIENTS" "$MSGS" 0
   measure "pub+sub ceiling" "$PID_anon" QA pub "$PORT_A" "$IDS" "$ACCOUNT" "$CLIENTS" "$MSGS" 1
