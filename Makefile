@@ -5,7 +5,7 @@ DATA       ?= ./data
 LISTEN     ?= 127.0.0.1:8080
 JOBS       ?= $(shell nproc)
 
-.PHONY: all setup build run test bench clean format
+.PHONY: all setup build run test bench bench-broker clean format
 
 all: build
 
@@ -16,7 +16,7 @@ $(BUILD)/Makefile: CMakeLists.txt
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 build: setup $(BUILD)/Makefile
-	cmake --build $(BUILD) -j $(JOBS) --target imprint imprint_seed imprint_mosquitto
+	cmake --build $(BUILD) -j $(JOBS) --target imprint imprint_seed imprint_mosquitto imprint_bench_broker
 
 run: build
 	@bash scripts/run.sh $(BUILD)/imprint $(DATA) $(LISTEN)
@@ -30,6 +30,10 @@ test: setup $(TESTBUILD)/Makefile
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+
+# The broker benchmark (bench/broker.sh): mosquitto with and without the plugin, 1M devices.
+bench-broker: build
+	@bash bench/broker.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(TESTBUILD)

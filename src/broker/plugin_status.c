@@ -32,10 +32,30 @@ static struct {
 	atomic_ulong failures;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-static void write_all(const struct item *items, size_t n)
+/* FNV-1a of a device id. */
+static uint32_t id_hash(const char *id)
 {
+	uint32_t h = 2166136261u;
+	for(; *id; id++) h = (h ^ (uint8_t)*id) * 16777619u;
+	return h;
+}
+
+/* Writes the last change of each device in items: both columns come from it, so the
+ * earlier ones (a connect and its disconnect in one batch, as in a reconnect storm) would
+ * only be overwritten in the same transaction. seen: 2n slots, scratch. */
+static void write_all(const struct item *items, size_t n, uint32_t *seen)
+{
+	size_t slots = 2 * n;
+	memset(seen, 0, slots * sizeof *seen);
 	imp_err rc = imp_db_tx_begin(S.db);
-	for(size_t i = 0; !rc && i < n; i++) {
+	for(size_t i = n; !rc && i-- > 0;) {
+		size_t k = id_hash(items[i].id) % slots;
+		int dup = 0;
+		for(; seen[k]; k = (k + 1) % slots) {
+			if((dup = strcmp(items[seen[k] - 1].id, items[i].id) == 0)) break;
+		}
+		if(dup) continue;
+		seen[k] = (uint32_t)i + 1;
 		rc = imp_db_device_set_connected(S.db, items[i].id, items[i].connected, items[i].at);
 		if(rc == IMP_ERR_NOT_FOUND) rc = IMP_OK;   /* deleted meanwhile, or not a device */
 	}
@@ -49,7 +69,8 @@ static void write_all(const struct item *items, size_t n)
 static void *run(void *arg)
 {
 	struct item *batch = NULL;
-	size_t batch_cap = 0;
+	size_t batch_cap = 0, seen_cap = 0;
+	uint32_t *seen = NULL;
 	pthread_mutex_lock(&S.lock);
 	for(;;) {
 		while(!S.n && !S.stop) pthread_cond_wait(&S.wake, &S.lock);
@@ -63,11 +84,19 @@ static void *run(void *arg)
 		batch = q;
 		batch_cap = cap;
 		pthread_mutex_unlock(&S.lock);
-		write_all(batch, n);
+		if(seen_cap < 2 * batch_cap) {
+			imp_free(seen);
+			seen_cap = 2 * batch_cap;
+			seen = imp_malloc(seen_cap * sizeof *seen);
+			if(!seen) seen_cap = 0;
+		}
+		if(seen) write_all(batch, n, seen);
+		else atomic_fetch_add(&S.failures, 1);
 		pthread_mutex_lock(&S.lock);
 	}
 	pthread_mutex_unlock(&S.lock);
 	imp_free(batch);
+	imp_free(seen);
 	return arg;
 }
 
@@ -75,6 +104,8 @@ imp_err plugin__status_start(const char *path)
 {
 	imp_err rc = imp_db_open(path, 0, BUSY_MS, &S.db);
 	if(rc) return rc;
+	/* A batch in the server holds the write lock for long runs of transactions. */
+	imp_db_busy_poll(S.db);
 	/* A broker starting has no sessions: whatever a crash left marked connected is not. */
 	if(imp_db_tx_begin(S.db) || imp_db_devices_disconnect_all(S.db) || imp_db_tx_commit(S.db)) {
 		imp_db_tx_rollback(S.db);

@@ -137,8 +137,8 @@ static imp_err find_plugin(const char *given, char *out, size_t cap, int *found)
  * reported and skipped: its devices cannot connect by certificate, the rest can. */
 static void capath_fill(const char *data)
 {
-	char dir[PATH_CAP + 8], path[PATH_CAP + 300];
-	snprintf(dir, sizeof dir, "%s/ca", data);
+	char dir[PATH_CAP], path[PATH_CAP + 300];
+	if(snprintf(dir, sizeof dir, "%s/ca", data) >= (int)sizeof dir) return;
 	DIR *d = opendir(dir);
 	if(!d) return;
 	struct dirent *e;

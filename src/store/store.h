@@ -269,6 +269,11 @@ imp_err imp_db_changes_last(imp_db *db, int64_t *seq);
  * Otherwise read-write, waiting up to busy_ms for the write lock. Caller closes with
  * imp_db_close(). Use only from one thread at a time. */
 imp_err imp_db_open(const char *path, int readonly, int busy_ms, imp_db **out);
+
+/* A read-write connection from imp_db_open waits for the write lock by trying again every
+ * millisecond (up to its busy_ms) instead of SQLite's backing off to 100 ms between tries,
+ * which never catches the short gaps a long batch leaves between its transactions. */
+void imp_db_busy_poll(imp_db *db);
 void imp_db_close(imp_db **db);
 /* Transactions on such a read-write connection (BEGIN IMMEDIATE ... COMMIT). */
 imp_err imp_db_tx_begin(imp_db *db);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/mem.h"
 #include "store/migrations.h"
@@ -210,6 +211,21 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 	return IMP_OK;
 }
 
+/* One try a millisecond: count is the number of tries so far. */
+static int busy_poll(void *arg, int count)
+{
+	const imp_db *db = arg;
+	if(count >= db->busy_ms) return 0;
+	struct timespec ts = {0, 1000000};
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+void imp_db_busy_poll(imp_db *db)
+{
+	if(db->busy_ms > 0) sqlite3_busy_handler(db->conn, busy_poll, db);
+}
+
 imp_err imp_db_open(const char *path, int readonly, int busy_ms, imp_db **out)
 {
 	imp_db *db = imp_calloc(1, sizeof *db);
@@ -221,6 +237,7 @@ imp_err imp_db_open(const char *path, int readonly, int busy_ms, imp_db **out)
 		return IMP_ERR_NOT_FOUND;
 	}
 	sqlite3_busy_timeout(db->conn, readonly ? 0 : busy_ms);
+	db->busy_ms = readonly ? 0 : busy_ms;
 	/* The schema belongs to the process that migrates it; this one only checks that it
 	 * knows every table it will touch. */
 	int count, have = -1;

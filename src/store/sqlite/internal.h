@@ -27,6 +27,7 @@ struct imp_db {
 	struct imp_store *store;
 	struct imp_db *next;
 	struct stmt_slot cache[IMP_STMT_CACHE];
+	int busy_ms;             /* imp_db_open's, for imp_db_busy_poll */
 };
 
 /* The cached prepared statement for sql, reset and unbound; NULL on failure. The
