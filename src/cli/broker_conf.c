@@ -138,7 +138,8 @@ static imp_err find_plugin(const char *given, char *out, size_t cap, int *found)
 static void capath_fill(const char *data)
 {
 	char dir[PATH_CAP], path[PATH_CAP + 300];
-	snprintf(dir, sizeof dir, "%s/ca", data);
+	int len = snprintf(dir, sizeof dir, "%s/ca", data);
+	if(len < 0 || (size_t)len >= sizeof dir) return;
 	DIR *d = opendir(dir);
 	if(!d) return;
 	struct dirent *e;

@@ -64,7 +64,8 @@ static imp_err write_tmp(const char *dir, const char *text, char *tmp, size_t ca
 	char hex[17];
 	if(imp_random(r, sizeof r)) return IMP_ERR_IO;
 	imp_hex(r, sizeof r, hex);
-	snprintf(tmp, cap, "%s/.tmp-%s", dir, hex);
+	int len = snprintf(tmp, cap, "%s/.tmp-%s", dir, hex);
+	if(len < 0 || (size_t)len >= cap) return IMP_ERR_IO;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if(fd < 0) return IMP_ERR_IO;
 	int ok = fchmod(fd, 0644) == 0;
@@ -92,7 +93,8 @@ static imp_err add_locked(const char *dir, X509 *x)
 	int have_tmp = 0;
 	rc = IMP_ERR_IO;
 	for(int k = 0; k < SUFFIX_MAX; k++) {
-		snprintf(path, sizeof path, "%s/%08lx.%d", dir, h, k);
+		int n = snprintf(path, sizeof path, "%s/%08lx.%d", dir, h, k);
+		if(n < 0 || (size_t)n >= sizeof path) break;
 		int same = holds(path, x);
 		if(same == 1) {
 			rc = IMP_OK;
