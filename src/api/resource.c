@@ -241,9 +241,27 @@ imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, c
 	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
 }
 
-/* Answers with the entity, wrapped, and its version in the Etag header. */
+/* An answer holds one entity: its document (at most a request body, IMP_BODY_MAX, with
+ * escapes) and what the server adds. */
+#define REPLY_MAX (16 * 1024 * 1024)
+
+/* Answers with the entity, wrapped, and its version in the Etag header. Without reveal
+ * the answer is written as text (imp_res_render_text), with no tree to build and dump. */
 imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal)
 {
+	if(!reveal) {
+		imp_jtext t;
+		imp_jtext_init(&t, REPLY_MAX);
+		imp_jtext_raw(&t, "{", 1);
+		imp_jtext_key(&t, res->kind->name, 0);
+		if(imp_res_render_text(&t, r->db, res, e, NULL)) t.failed = 1;
+		imp_jtext_raw(&t, "}", 1);
+		imp_err rc = api_reply_text(r, status, &t);
+		if(rc) return rc;
+		snprintf(r->header_name, sizeof r->header_name, "Etag");
+		api_version_text(e->version, r->header_value);
+		return IMP_OK;
+	}
 	json_t *o = imp_res_render(r->db, res, e, NULL);
 	if(o && reveal) json_object_update(o, reveal);
 	json_t *body = api_wrap(res->kind->name, o);

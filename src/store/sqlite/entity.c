@@ -129,7 +129,11 @@ static imp_err read_row(sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
 	e->modified = (uint64_t)sqlite3_column_int64(st, 6);
 	copy_id(&e->modified_by, st, 7);
 	copy_id(&e->account_id, st, 9);
-	e->doc = json_loadb((const char *)sqlite3_column_blob(st, 8), (size_t)sqlite3_column_bytes(st, 8), 0, NULL);
+	const char *doc = (const char *)sqlite3_column_blob(st, 8);
+	size_t doc_len = (size_t)sqlite3_column_bytes(st, 8);
+	/* most devices store {} (every field in its column): no parse for that */
+	if(doc_len == 2 && memcmp(doc, "{}", 2) == 0) e->doc = json_object();
+	else e->doc = json_loadb(doc, doc_len, 0, NULL);
 	if(!e->doc) return IMP_ERR_STORE;
 	int c = META_N;
 	for(const imp_field *f = k->fields; f->name; f++) {
