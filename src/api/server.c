@@ -312,12 +312,6 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 
 unsigned imp_server_port(const imp_server *srv) { return srv->port; }
 
-unsigned imp_server_inflight(void *srv)
-{
-	int n = atomic_load(&((imp_server *)srv)->inflight);
-	return n > 0 ? (unsigned)n : 0;
-}
-
 void imp_server_stop(imp_server **sp, unsigned grace_ms)
 {
 	imp_server *srv = *sp;

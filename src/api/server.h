@@ -13,9 +13,6 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 /* The port it listens on. */
 unsigned imp_server_port(const imp_server *srv);
 
-/* Requests in progress (read or being answered); srv is an imp_server. */
-unsigned imp_server_inflight(void *srv);
-
 /* Stops accepting, lets requests in flight finish (up to grace_ms), then stops. */
 void imp_server_stop(imp_server **srv, unsigned grace_ms);
 

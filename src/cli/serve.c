@@ -14,8 +14,6 @@
 #include "cli/cli.h"
 #include "core/ratelimit.h"
 
-#define LINGER_US 500
-
 static int usage(void)
 {
 	fprintf(stderr,
@@ -107,10 +105,6 @@ int imp_cmd_serve(int argc, char **argv)
 		snprintf(host, sizeof host, "%s", listen);
 		char *colon = strrchr(host, ':');
 		if(colon) *colon = '\0';
-		/* Concurrent creates commit in groups (see src/store/sqlite/db.c): a writer that
-		 * finds nobody queued behind it waits up to half a millisecond for the requests in
-		 * progress to join its group (measured in bench/README.md). */
-		imp_store_set_linger(app.store, imp_server_inflight, srv, LINGER_US);
 		fprintf(stderr, "imprint: listening on http://%s:%u\n", host, imp_server_port(srv));
 		int sig = 0;
 		sigwait(&set, &sig);

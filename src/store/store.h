@@ -27,14 +27,6 @@ void imp_store_close(imp_store **s);
  * closes. NULL when it cannot be opened. */
 imp_db *imp_store_db(imp_store *s);
 
-/* Group commit may wait up to linger_us microseconds for more writers to join a group
- * when nobody is queued yet but others(arg), the caller's count of requests in progress
- * (this one included), is over one: fewer and larger commits under concurrent writes, at
- * the cost of that wait. Without it (the default) a group commits as soon as nobody is
- * queued. Set it before writes run or between them; others is called with the writer
- * held, so it must be quick and take no lock of the store. */
-void imp_store_set_linger(imp_store *s, unsigned (*others)(void *arg), void *arg, unsigned linger_us);
-
 /* Write transactions. begin replaces *db with the process's writer connection, on which
  * the writes of several threads are committed together (group commit, see sqlite/db.c);
  * commit returns once the work is durable (or failed) and puts the caller's connection

@@ -2,11 +2,9 @@
  * See ARCHITECTURE.md for the settings and the measurements behind them. */
 #include "store/sqlite/internal.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/mem.h"
 #include "store/migrations.h"
@@ -22,12 +20,6 @@ struct imp_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t done;
 	atomic_int waiting;      /* threads queued for the lock */
-	pthread_cond_t joined;   /* on CLOCK_MONOTONIC: a lingering group may commit */
-	unsigned (*others)(void *arg); /* see imp_store_set_linger */
-	void *others_arg;
-	unsigned linger_us;
-	int lingering;           /* the open group has a deadline */
-	struct timespec deadline;
 	imp_db *db;              /* the writer connection */
 	int open;                /* a transaction is open */
 	uint64_t gen;            /* the group being built */
@@ -207,11 +199,6 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->writer.lock, NULL);
 	pthread_cond_init(&s->writer.done, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->writer.joined, &ca);
-	pthread_condattr_destroy(&ca);
 	if(db_open(path, SQLITE_OPEN_READWRITE, &s->writer.db)) {
 		imp_store_close(&s);
 		return IMP_ERR_STORE;
@@ -255,7 +242,6 @@ void imp_store_close(imp_store **sp)
 	pthread_mutex_destroy(&s->lock);
 	if(s->writer.db) db_close(s->writer.db);
 	pthread_cond_destroy(&s->writer.done);
-	pthread_cond_destroy(&s->writer.joined);
 	pthread_mutex_destroy(&s->writer.lock);
 	imp_free(s->path);
 	imp_free(s);
@@ -283,42 +269,15 @@ static imp_err writer_exec(imp_db *db, const char *sql)
 	return store__rc(rc);
 }
 
-/* Waits, the writer released, until the group's deadline, a commit or someone queued.
- * The first member to linger sets the deadline; later ones share it, so a group waits
- * linger_us at most. */
-static void writer_linger(struct imp_writer *w, uint64_t mine)
-{
-	if(!w->lingering) {
-		clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-		w->deadline.tv_nsec += (long)w->linger_us * 1000;
-		w->deadline.tv_sec += w->deadline.tv_nsec / 1000000000;
-		w->deadline.tv_nsec %= 1000000000;
-		w->lingering = 1;
-	}
-	while(w->committed < mine && atomic_load(&w->waiting) == 0 && w->count < GROUP_MAX) {
-		if(pthread_cond_timedwait(&w->joined, &w->lock, &w->deadline) == ETIMEDOUT) break;
-	}
-}
-
 static imp_err writer_finish(struct imp_writer *w, int failed_self)
 {
 	uint64_t mine = w->gen;
 	w->count++;
-	if(atomic_load(&w->waiting) == 0 && w->count < GROUP_MAX && w->linger_us && w->others &&
-	   w->others(w->others_arg) > 1)
-		writer_linger(w, mine);
-	if(w->committed >= mine) {
-		imp_err rc = w->rc[mine % RC_RING];
-		pthread_mutex_unlock(&w->lock);
-		return failed_self ? IMP_OK : rc;
-	}
 	if(atomic_load(&w->waiting) == 0 || w->count >= GROUP_MAX) {
 		imp_err rc = writer_exec(w->db, "COMMIT");
 		if(rc) writer_exec(w->db, "ROLLBACK");
 		w->open = 0;
 		w->count = 0;
-		w->lingering = 0;
-		pthread_cond_broadcast(&w->joined);
 		w->rc[mine % RC_RING] = rc;
 		w->committed = mine;
 		pthread_cond_broadcast(&w->done);
@@ -329,16 +288,6 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self)
 	imp_err rc = w->rc[mine % RC_RING];
 	pthread_mutex_unlock(&w->lock);
 	return failed_self ? IMP_OK : rc;
-}
-
-void imp_store_set_linger(imp_store *s, unsigned (*others)(void *arg), void *arg, unsigned linger_us)
-{
-	struct imp_writer *w = &s->writer;
-	pthread_mutex_lock(&w->lock);
-	w->others = others;
-	w->others_arg = arg;
-	w->linger_us = linger_us;
-	pthread_mutex_unlock(&w->lock);
 }
 
 imp_err imp_db_begin(imp_db **dbp)
