@@ -83,7 +83,11 @@ static imp_err device_validate(imp_req *r, json_t *doc, const imp_entity *old)
 			if(json_object_get(doc, fname)) continue;
 			json_t *def = json_object_get(f, "default");
 			if(def && !json_is_null(def)) {
-				json_object_set(doc, fname, def);
+				/* a copy: the cache's tree is shared and doc may be changed later */
+				if(json_object_set_new(doc, fname, json_deep_copy(def))) {
+					rc = api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+					goto out;
+				}
 			} else if(json_is_true(json_object_get(f, "required"))) {
 				rc = api_fail(r, IMP_ERR_INVALID, "missing_field", fname, "%s is required by the device template", fname);
 				goto out;

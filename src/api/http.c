@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/jsontext.h"
 #include "api/router.h"
+#include "core/mem.h"
 #include "core/limits.h"
 
 unsigned api_status(imp_err rc)
@@ -50,7 +52,25 @@ imp_err api_reply(imp_req *r, unsigned status, json_t *body)
 {
 	r->status = status;
 	json_decref(r->out);
+	imp_free(r->out_text);
+	r->out_text = NULL;
 	r->out = body;
+	return IMP_OK;
+}
+
+imp_err api_reply_text(imp_req *r, unsigned status, imp_jtext *t)
+{
+	if(t->failed || !t->s) {
+		imp_jtext_free(t);
+		return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	}
+	json_decref(r->out);
+	r->out = NULL;
+	imp_free(r->out_text);
+	r->status = status;
+	r->out_text = t->s;
+	r->out_len = t->len;
+	memset(t, 0, sizeof *t);
 	return IMP_OK;
 }
 

@@ -67,6 +67,8 @@ typedef struct imp_req {
 	/* The answer. */
 	unsigned status;
 	json_t *out;          /* owned; sent as the body */
+	char *out_text;       /* owned (imp_malloc); when set, sent as the body instead of out */
+	size_t out_len;
 	char header_name[32];
 	char header_value[64];
 
@@ -125,6 +127,12 @@ imp_err api_fail(imp_req *r, imp_err rc, const char *code, const char *target, c
 /* Sets the answer: status and body (reference stolen; NULL for none). Returns IMP_OK, or
  * IMP_ERR_NOMEM when body is NULL though one was expected (pass expect_body). */
 imp_err api_reply(imp_req *r, unsigned status, json_t *body);
+
+/* Sets the answer to the JSON text in t (see api/jsontext.h), whose buffer it takes
+ * (t is left empty). IMP_ERR_NOMEM, set on r, when t is incomplete. The text is freed
+ * without being zeroed: never for answers that hold secrets. */
+struct imp_jtext_s;
+imp_err api_reply_text(imp_req *r, unsigned status, struct imp_jtext_s *t);
 
 /* Wraps e in {"<name>": e}. Steals e; NULL on allocation failure. */
 json_t *api_wrap(const char *name, json_t *e);

@@ -7,7 +7,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-typedef struct {
+typedef struct imp_jtext_s {
 	char *s;
 	size_t len, cap;
 	size_t max;  /* the buffer never grows past this: the writer fails instead */

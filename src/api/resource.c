@@ -241,9 +241,27 @@ imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, c
 	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
 }
 
-/* Answers with the entity, wrapped, and its version in the Etag header. */
+/* An answer holds one entity: its document (at most a request body, IMP_BODY_MAX, with
+ * escapes) and what the server adds. */
+#define REPLY_MAX (16 * 1024 * 1024)
+
+/* Answers with the entity, wrapped, and its version in the Etag header. Without reveal
+ * the answer is written as text (imp_res_render_text), with no tree to build and dump. */
 imp_err imp_res_reply(imp_req *r, const imp_resource *res, const imp_entity *e, unsigned status, json_t *reveal)
 {
+	if(!reveal) {
+		imp_jtext t;
+		imp_jtext_init(&t, REPLY_MAX);
+		imp_jtext_raw(&t, "{", 1);
+		imp_jtext_key(&t, res->kind->name, 0);
+		if(imp_res_render_text(&t, r->db, res, e, NULL)) t.failed = 1;
+		imp_jtext_raw(&t, "}", 1);
+		imp_err rc = api_reply_text(r, status, &t);
+		if(rc) return rc;
+		snprintf(r->header_name, sizeof r->header_name, "Etag");
+		api_version_text(e->version, r->header_value);
+		return IMP_OK;
+	}
 	json_t *o = imp_res_render(r->db, res, e, NULL);
 	if(o && reveal) json_object_update(o, reveal);
 	json_t *body = api_wrap(res->kind->name, o);
@@ -509,10 +527,50 @@ json_t *imp_list_body(const char *plural, json_t *results, const imp_query *q, i
 	return api_wrap(plural, inner);
 }
 
-static json_t *render_cb(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
+/* A page: at most IMP_PAGE_SIZE_MAX entities of up to a request body each, rendered. */
+#define LIST_TEXT_MAX (256 * 1024 * 1024)
+
+/* The meta object imp_list_body makes, as text; rows is the number of results given. */
+static void list_meta_text(imp_jtext *t, const imp_query *q, int want_results, int64_t rows, int64_t count,
+                           int64_t last)
 {
-	void **ctx = arg;
-	return imp_res_render(db, ctx[0], e, ctx[1]);
+	imp_jtext_raw(t, "{\"page\":", 8);
+	imp_jtext_int(t, q->page);
+	imp_jtext_key(t, "pageSize", 1);
+	imp_jtext_int(t, q->page_size);
+	imp_jtext_key(t, "sortBy", 1);
+	imp_jtext_str(t, q->sort, strlen(q->sort));
+	imp_jtext_key(t, "sortOrder", 1);
+	imp_jtext_plain(t, q->desc ? "desc" : "asc");
+	if(q->want_count) {
+		imp_jtext_key(t, "count", 1);
+		imp_jtext_int(t, count);
+	}
+	if(want_results && last >= 0 && rows == q->page_size && strcmp(q->sort, "created") == 0) {
+		char num[24], cur[40];
+		snprintf(num, sizeof num, "%lld", (long long)last);
+		imp_b64_encode(num, strlen(num), cur, 1);
+		imp_jtext_key(t, "nextCursor", 1);
+		imp_jtext_str(t, cur, strlen(cur));
+	}
+	imp_jtext_raw(t, "}", 1);
+}
+
+typedef struct {
+	const imp_resource *res;
+	imp_render_cache cache;
+	imp_jtext *t;
+	int64_t rows;
+} list_ctx;
+
+/* One result of a page, written after the ones before it. */
+static imp_err list_row(imp_db *db, const imp_entity *e, void *arg)
+{
+	list_ctx *c = arg;
+	if(c->rows++) imp_jtext_raw(c->t, ",", 1);
+	/* as imp_res_render's NULL made it: any failure to render is out of memory */
+	if(imp_res_render_text(c->t, db, c->res, e, &c->cache) || c->t->failed) return IMP_ERR_NOMEM;
+	return IMP_OK;
 }
 
 imp_err imp_res_list(imp_req *r)
@@ -554,19 +612,24 @@ imp_err imp_res_list(imp_req *r)
 	if(q.q && strlen(q.q) > IMP_SERIAL_MAX * 4)
 		return api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_parameter", "q", "q is too long");
 
-	json_t *results = want_results ? json_array() : NULL;
+	/* {"<plural>":{"results":[...],"meta":{...}}}, as imp_list_body makes it, written as
+	 * the rows come: no tree per entity to build, dump and free. */
+	imp_jtext t;
+	imp_jtext_init(&t, LIST_TEXT_MAX);
+	imp_jtext_raw(&t, "{", 1);
+	imp_jtext_key(&t, k->plural, 0);
+	imp_jtext_raw(&t, want_results ? "{\"results\":[" : "{", want_results ? 12 : 1);
 	int64_t count = 0, last = -1;
-	imp_render_cache cache = {{0}, NULL};
-	void *ctx[2] = {(void *)res, &cache};
-	rc = imp_db_list(r->db, k, r->who.account, &q, render_cb, ctx, results, &count, &last);
-	json_decref(cache.value);
+	list_ctx c = {res, {{0}, NULL}, &t, 0};
+	rc = imp_db_list_each(r->db, k, r->who.account, &q, want_results, list_row, &c, &count, &last);
+	json_decref(c.cache.value);
 	if(rc) {
-		json_decref(results);
+		imp_jtext_free(&t);
 		if(rc == IMP_ERR_BAD_REQUEST) return api_fail(r, rc, "invalid_parameter", NULL, "a filter value has the wrong type");
 		return fail_store(r, rc, k->name);
 	}
-	json_t *body = imp_list_body(k->plural, results, &q, count, last);
-	json_decref(results);
-	if(!body) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
-	return api_reply(r, 200, body);
+	imp_jtext_raw(&t, want_results ? "],\"meta\":" : "\"meta\":", want_results ? 9 : 7);
+	list_meta_text(&t, &q, want_results, c.rows, count, last);
+	imp_jtext_raw(&t, "}}", 2);
+	return api_reply_text(r, 200, &t);
 }

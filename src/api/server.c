@@ -43,11 +43,18 @@ static void log_line(const char *method, const char *route, unsigned status, uin
 	if(n > 0) fwrite(line, 1, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1, stderr);
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body, const imp_req *r)
+/* Sends body, or the text when body is NULL (text and body taken; either may be NULL). */
+static enum MHD_Result send_json_text(struct MHD_Connection *c, unsigned status, json_t *body, char *text, size_t len,
+                                      const imp_req *r)
 {
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if(body) {
+		imp_free(text);
+		text = json_dumps(body, JSON_COMPACT);
+		len = text ? strlen(text) : 0;
+	}
+	json_decref(body);
 	struct MHD_Response *resp;
-	if(text) resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if(text) resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	else resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if(!resp) {
 		free(text);
@@ -58,6 +65,12 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 	enum MHD_Result ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+/* body borrowed. */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body, const imp_req *r)
+{
+	return send_json_text(c, status, json_incref(body), NULL, 0, r);
 }
 
 static json_t *error_body(const imp_req *r, imp_err rc)
@@ -209,19 +222,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	unsigned status;
 	json_t *body;
+	char *text = NULL;
 	if(rc) {
 		status = api_status(rc);
 		json_decref(r.out);
 		r.out = NULL;
+		imp_free(r.out_text);
+		r.out_text = NULL;
 		body = error_body(&r, rc);
 	} else {
 		status = r.status ? r.status : 200;
 		body = r.out;
+		text = r.out_text;
 		r.out = NULL;
+		r.out_text = NULL;
 	}
 	if(r.db) imp_db_rollback(&r.db); /* a handler that failed mid-transaction */
-	enum MHD_Result ret = send_json(c, status, body, &r);
-	json_decref(body);
+	enum MHD_Result ret = send_json_text(c, status, body, text, r.out_len, &r);
 	log_line(method, r.route ? r.route->pattern : "-", status, imp_mono_us() - cs->start_us);
 	return ret;
 }

@@ -61,8 +61,8 @@ imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, jso
 	*fields = NULL;
 	pthread_mutex_lock(&lock);
 	if(s->gen == gen && s->account == account && strcmp(s->tid, tid) == 0) {
-		if(channels) chs = json_deep_copy(s->channels);
-		*fields = json_deep_copy(s->fields);
+		if(channels) chs = json_incref(s->channels);
+		*fields = json_incref(s->fields);
 		hit = 1;
 	}
 	pthread_mutex_unlock(&lock);
@@ -80,7 +80,7 @@ imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, jso
 		json_decref(chs);
 		return rc;
 	}
-	json_t *c = json_deep_copy(chs), *f = json_deep_copy(*fields);
+	json_t *c = json_incref(chs), *f = json_incref(*fields);
 	if(channels) *channels = chs;
 	else json_decref(chs);
 	pthread_mutex_lock(&lock);

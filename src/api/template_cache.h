@@ -8,8 +8,11 @@
 #define IMP_API_TEMPLATE_CACHE_H
 #include "store/store.h"
 
-/* Deep copies (caller owns) of the channel template and custom field documents of
- * template tid in account, each with its "id". channels may be NULL (fields only). */
+/* The channel template and custom field documents of template tid in account, each with
+ * its "id": references (the caller decrefs them) to arrays the cache shares between
+ * threads, so they are read-only: never change them or anything in them (jansson counts
+ * references atomically; reading a tree from several threads is safe). channels may be
+ * NULL (fields only). */
 imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, json_t **channels, json_t **fields);
 
 void imp_template_cache_forget(void);

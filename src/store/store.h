@@ -122,6 +122,13 @@ typedef json_t *(*imp_render_fn)(imp_db *db, const imp_kind *k, const imp_entity
 imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_query *q,
                     imp_render_fn render, void *arg, json_t *results, int64_t *count, int64_t *last);
 
+/* imp_db_list without the array: calls fn with each matching entity in turn (e is the
+ * store's, valid during the call) and stops at the first error fn returns, which it
+ * returns. With rows 0 it only counts. */
+typedef imp_err (*imp_entity_fn)(imp_db *db, const imp_entity *e, void *arg);
+imp_err imp_db_list_each(imp_db *db, const imp_kind *k, int64_t account, const imp_query *q, int rows,
+                         imp_entity_fn fn, void *arg, int64_t *count, int64_t *last);
+
 /* Accounts. */
 imp_err imp_db_account_create(imp_db *db, const char *name, imp_id *id, int64_t *key);
 imp_err imp_db_account_key(imp_db *db, const char *id, int64_t *key);

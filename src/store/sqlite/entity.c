@@ -132,7 +132,11 @@ static imp_err read_row(sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
 	e->modified = (uint64_t)sqlite3_column_int64(st, 6);
 	copy_id(&e->modified_by, st, 7);
 	copy_id(&e->account_id, st, 9);
-	e->doc = json_loadb((const char *)sqlite3_column_blob(st, 8), (size_t)sqlite3_column_bytes(st, 8), 0, NULL);
+	const char *doc = (const char *)sqlite3_column_blob(st, 8);
+	size_t doc_len = (size_t)sqlite3_column_bytes(st, 8);
+	/* most devices store {} (every field in its column): no parse for that */
+	if(doc_len == 2 && memcmp(doc, "{}", 2) == 0) e->doc = json_object();
+	else e->doc = json_loadb(doc, doc_len, 0, NULL);
 	if(!e->doc) return IMP_ERR_STORE;
 	int c = META_N;
 	for(const imp_field *f = k->fields; f->name; f++) {
@@ -440,8 +444,29 @@ static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, 
 	return IMP_OK;
 }
 
+struct render_ctx {
+	const imp_kind *k;
+	imp_render_fn render;
+	void *arg;
+	json_t *results;
+};
+
+static imp_err render_one(imp_db *db, const imp_entity *e, void *arg)
+{
+	struct render_ctx *c = arg;
+	json_t *o = c->render(db, c->k, e, c->arg);
+	return !o || json_array_append_new(c->results, o) ? IMP_ERR_NOMEM : IMP_OK;
+}
+
 imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_query *q,
                     imp_render_fn render, void *arg, json_t *results, int64_t *count, int64_t *last)
+{
+	struct render_ctx c = {k, render, arg, results};
+	return imp_db_list_each(db, k, account, q, results != NULL, render_one, &c, count, last);
+}
+
+imp_err imp_db_list_each(imp_db *db, const imp_kind *k, int64_t account, const imp_query *q, int rows,
+                         imp_entity_fn fn, void *arg, int64_t *count, int64_t *last)
 {
 	const char *sort = sort_column(k, q->sort);
 	if(!sort) return IMP_ERR_BAD_REQUEST;
@@ -470,7 +495,7 @@ imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_qu
 		sqlite3_reset(st);
 		if(rc != SQLITE_ROW) return store__rc(rc);
 	}
-	if(!results) return IMP_OK;
+	if(!rows) return IMP_OK;
 
 	sqlbuf b;
 	sb_init(&b);
@@ -492,13 +517,10 @@ imp_err imp_db_list(imp_db *db, const imp_kind *k, int64_t account, const imp_qu
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		imp_entity e;
 		if((err = read_row(st, k, &e))) break;
-		json_t *o = render(db, k, &e, arg);
+		err = fn(db, &e, arg);
 		*last = e.key;
 		imp_entity_clear(&e);
-		if(!o || json_array_append_new(results, o)) {
-			err = IMP_ERR_NOMEM;
-			break;
-		}
+		if(err) break;
 	}
 	sqlite3_reset(st);
 	if(err) return err;
