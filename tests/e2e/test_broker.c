@@ -26,14 +26,23 @@
 #include <unistd.h>
 
 #include "cases.h"
+#include "broker_util.h"
 #include "harness.h"
 
 #define CRED_PATH "/api/v1/access/mqtt-credentials"
 #define WAIT_MS 3000
 
 static int PORT;
-static pid_t BROKER = -1;
-static char CONF[512], BLOG[512];
+static h_broker BRK = {.pid = -1};
+
+static int broker_start(void)
+{
+	if(h_broker_start(&BRK, S.data, "all")) return -1;
+	PORT = BRK.port;
+	return 0;
+}
+
+static int broker_stop(void) { return h_broker_stop(&BRK); }
 static h_account B;              /* a second account */
 static char SECRET[8][64];       /* by device index */
 static char USECRET[64], BSECRET[64];
@@ -56,82 +65,9 @@ static void sleep_ms(int ms)
 /* ---- the broker ---------------------------------------------------------------------- */
 
 
-static int port_open(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	close(fd);
-	return ok;
-}
 
-static int broker_start(void)
-{
-	PORT = h_free_port();
-	snprintf(CONF, sizeof CONF, "%s/mosquitto.conf", S.data);
-	snprintf(BLOG, sizeof BLOG, "%s/mosquitto.log", S.data);
-	FILE *f = fopen(CONF, "w");
-	if(!f) return -1;
-	/* user: mosquitto started as root drops to user "mosquitto" otherwise, who cannot
-	 * read the data directory. */
-	struct passwd *pw = getpwuid(getuid());
-	fprintf(f, "listener %d 127.0.0.1\nallow_anonymous false\npersistence false\n"
-	           "plugin %s\nplugin_opt_data %s\nlog_dest stderr\nlog_type all\nuser %s\n",
-	        PORT, getenv("IMP_TEST_PLUGIN") ? getenv("IMP_TEST_PLUGIN") : IMP_PLUGIN, S.data, pw ? pw->pw_name : "root");
-	fclose(f);
-	BROKER = fork();
-	if(BROKER == 0) {
-		int fd = open(BLOG, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 2);
-		dup2(fd, 1);
-		/* IMP_TEST_BROKER_WRAP (e.g. "valgrind --error-exitcode=9") runs the broker under a
-		 * tool, with IMP_TEST_PLUGIN naming a plugin built without sanitizers. */
-		const char *wrap = getenv("IMP_TEST_BROKER_WRAP");
-		if(wrap) {
-			char cmd[1024];
-			snprintf(cmd, sizeof cmd, "exec %s %s -c %s", wrap, IMP_MOSQUITTO, CONF);
-			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-			_exit(127);
-		}
-#ifdef IMP_PRELOAD
-		/* The plugin is built with the sanitizers: their runtime must come first. */
-		setenv("LD_PRELOAD", IMP_PRELOAD, 1);
-		setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
-#endif
-		execl(IMP_MOSQUITTO, IMP_MOSQUITTO, "-c", CONF, (char *)NULL);
-		_exit(127);
-	}
-	for(int i = 0; i < 800; i++) {
-		if(port_open(PORT)) return 0;
-		sleep_ms(25);
-	}
-	char cmd[600];
-	snprintf(cmd, sizeof cmd, "cat %s >&2", BLOG);
-	if(system(cmd)) {}
-	return -1;
-}
 
-static int log_has(const char *path, const char *needle)
-{
-	FILE *f = fopen(path, "r");
-	if(!f) return 0;
-	char line[4096];
-	int found = 0;
-	while(!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
-	fclose(f);
-	return found;
-}
 
-static int broker_stop(void)
-{
-	if(BROKER <= 0) return 0;
-	kill(BROKER, SIGTERM);
-	int st = -1;
-	waitpid(BROKER, &st, 0);
-	BROKER = -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* ---- MQTT clients ---------------------------------------------------------------------- */
 
@@ -393,10 +329,10 @@ static void connect_rules(void **state)
 		assert_int_equal(connack(getvar("U"), NULL, SECRET[D1], proto), refused);
 	}
 	/* Nothing secret in the broker's log. */
-	assert_false(log_has(BLOG, SECRET[D1]));
-	assert_false(log_has(BLOG, USECRET));
-	assert_true(log_has(BLOG, "imprint: deny"));
-	assert_true(log_has(BLOG, "wrong_secret"));
+	assert_false(h_broker_log_has(&BRK, SECRET[D1]));
+	assert_false(h_broker_log_has(&BRK, USECRET));
+	assert_true(h_broker_log_has(&BRK, "imprint: deny"));
+	assert_true(h_broker_log_has(&BRK, "wrong_secret"));
 }
 
 static void device_topics(void **state)
@@ -927,11 +863,11 @@ static void authorize_hook(void **state)
 static int teardown(void **state)
 {
 	int st = broker_stop();
-	int bad = st != 0 || log_has(BLOG, "AddressSanitizer") || log_has(BLOG, "runtime error");
-	if(bad) fprintf(stderr, "mosquitto exit status %d; log %s\n", st, BLOG);
+	int bad = st != 0 || h_broker_log_has(&BRK, "AddressSanitizer") || h_broker_log_has(&BRK, "runtime error");
+	if(bad) fprintf(stderr, "mosquitto exit status %d; log %s\n", st, BRK.log);
 	if(getenv("IMP_SHOW_BROKER_LOG")) {
 		char cmd[600];
-		snprintf(cmd, sizeof cmd, "grep imprint %s >&2", BLOG);
+		snprintf(cmd, sizeof cmd, "grep imprint %s >&2", BRK.log);
 		if(system(cmd)) {}
 	}
 	mosquitto_lib_cleanup();

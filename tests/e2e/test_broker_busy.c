@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cases.h"
+#include "broker_util.h"
 #include "harness.h"
 
 #define MAX_CONNECT_MS 1000
@@ -40,8 +41,16 @@
 #define MAX_SAMPLES 200000
 
 static int PORT;
-static pid_t BROKER = -1;
-static char CONF[512], BLOG[512];
+static h_broker BRK = {.pid = -1};
+
+static int broker_start(void)
+{
+	if(h_broker_start(&BRK, S.data, "error warning")) return -1;
+	PORT = BRK.port;
+	return 0;
+}
+
+static int broker_stop(void) { return h_broker_stop(&BRK); }
 static char SECRET1[64], SECRET2[64];
 
 static uint64_t now_us(void)
@@ -59,16 +68,6 @@ static void sleep_ms(int ms)
 
 /* ---- the broker (as test_broker.c) -------------------------------------------------------- */
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t n = sizeof a;
-	int port = -1;
-	if(!bind(fd, (struct sockaddr *)&a, sizeof a) && !getsockname(fd, (struct sockaddr *)&a, &n)) port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
 
 static int tcp_open(int port)
 {
@@ -87,54 +86,11 @@ static int tcp_open(int port)
 	return fd;
 }
 
-static int broker_start(void)
-{
-	PORT = free_port();
-	snprintf(CONF, sizeof CONF, "%s/mosquitto.conf", S.data);
-	snprintf(BLOG, sizeof BLOG, "%s/mosquitto.log", S.data);
-	FILE *f = fopen(CONF, "w");
-	if(!f) return -1;
-	struct passwd *pw = getpwuid(getuid());
-	fprintf(f, "listener %d 127.0.0.1\nallow_anonymous false\npersistence false\n"
-	           "plugin %s\nplugin_opt_data %s\nlog_dest stderr\nlog_type error\nlog_type warning\nuser %s\n",
-	        PORT, IMP_PLUGIN, S.data, pw ? pw->pw_name : "root");
-	fclose(f);
-	BROKER = fork();
-	if(BROKER == 0) {
-		int fd = open(BLOG, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 2);
-		dup2(fd, 1);
-#ifdef IMP_PRELOAD
-		setenv("LD_PRELOAD", IMP_PRELOAD, 1);
-		setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
-#endif
-		execl(IMP_MOSQUITTO, IMP_MOSQUITTO, "-c", CONF, (char *)NULL);
-		_exit(127);
-	}
-	for(int i = 0; i < 800; i++) {
-		int fd = tcp_open(PORT);
-		if(fd >= 0) {
-			close(fd);
-			return 0;
-		}
-		sleep_ms(25);
-	}
-	return -1;
-}
 
-static int broker_stop(void)
-{
-	if(BROKER <= 0) return 0;
-	kill(BROKER, SIGTERM);
-	int st = -1;
-	waitpid(BROKER, &st, 0);
-	BROKER = -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int log_has(const char *needle)
 {
-	FILE *f = fopen(BLOG, "r");
+	FILE *f = fopen(BRK.log, "r");
 	if(!f) return 0;
 	char line[4096];
 	int found = 0;
@@ -420,7 +376,7 @@ static int teardown(void **state)
 {
 	int st = broker_stop();
 	int bad = st != 0 || log_has("AddressSanitizer") || log_has("runtime error");
-	if(bad) fprintf(stderr, "mosquitto exit status %d; log %s\n", st, BLOG);
+	if(bad) fprintf(stderr, "mosquitto exit status %d; log %s\n", st, BRK.log);
 	h_thread_done();
 	return group_teardown(state) || bad ? -1 : 0;
 }
