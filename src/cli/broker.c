@@ -110,6 +110,54 @@ static const char *asan_runtime(void)
 	return path;
 }
 
+/* DATA/broker/mosquitto.pid names the broker serve last started. A serve that died in a
+ * way that left its broker running (its parent-death signal is the usual guard) would
+ * otherwise find the ports taken by it at the next start: a broker still running with this
+ * data directory's configuration is stopped first. */
+static void pid_path(const imp_broker *b, char *out, size_t cap)
+{
+	const char *slash = strrchr(b->plan.conf, '/');
+	size_t n = slash ? (size_t)(slash - b->plan.conf) : 0;
+	snprintf(out, cap, "%.*s/mosquitto.pid", (int)n, b->plan.conf);
+}
+
+static void stop_stale(const imp_broker *b)
+{
+	char path[sizeof b->plan.conf + 16], proc[64], cmd[sizeof b->plan.conf + 64];
+	pid_path(b, path, sizeof path);
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+	if(!f) return;
+	if(fscanf(f, "%ld", &pid) != 1) pid = 0;
+	fclose(f);
+	if(pid <= 1) return;
+	snprintf(proc, sizeof proc, "/proc/%ld/cmdline", pid);
+	f = fopen(proc, "r");
+	if(!f) return;
+	size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+	fclose(f);
+	cmd[n] = '\0';
+	for(size_t i = 0; i < n; i++) {
+		if(cmd[i] == '\0') cmd[i] = ' ';
+	}
+	/* Only a mosquitto started with this very configuration file. */
+	if(!strstr(cmd, "mosquitto") || !strstr(cmd, b->plan.conf)) return;
+	fprintf(stderr, "imprint: stopping a broker left running by an earlier serve (pid %ld)\n", pid);
+	kill((pid_t)pid, SIGTERM);
+	for(int i = 0; i < 50 && kill((pid_t)pid, 0) == 0; i++) usleep(100000);
+	if(kill((pid_t)pid, 0) == 0) kill((pid_t)pid, SIGKILL);
+}
+
+static void write_pid(const imp_broker *b, pid_t pid)
+{
+	char path[sizeof b->plan.conf + 16];
+	pid_path(b, path, sizeof path);
+	FILE *f = fopen(path, "w");
+	if(!f) return;
+	fprintf(f, "%ld\n", (long)pid);
+	fclose(f);
+}
+
 /* Forks mosquitto with its output on *out_fd. Between fork and exec only async-signal-safe
  * calls: imprint has other threads. */
 static pid_t spawn(imp_broker *b, int *out_fd)
@@ -201,6 +249,7 @@ static int run_once(imp_broker *b, int first, int *st)
 		fprintf(stderr, "imprint: cannot start %s: %s\n", b->plan.mosquitto, strerror(errno));
 		return -1;
 	}
+	write_pid(b, pid);
 	pthread_mutex_lock(&b->mu);
 	b->pid = pid;
 	pthread_mutex_unlock(&b->mu);
@@ -296,6 +345,7 @@ imp_err imp_broker_start(const imp_broker_opts *o, imp_broker **out)
 		imp_free(b);
 		return rc;
 	}
+	stop_stale(b);
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_cond_init(&b->cv, NULL);
 	b->state = STARTING;

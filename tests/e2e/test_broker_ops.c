@@ -185,6 +185,40 @@ static void supervised(void **state)
 	h_server_destroy(&b.s);
 }
 
+/* A broker left running with this data directory's configuration (serve gone without it)
+ * is stopped by the next serve instead of holding the ports. */
+static void stale_broker_stopped(void **state)
+{
+	broker_srv b;
+	assert_int_equal(start(&b, NULL), 0);
+	assert_int_equal(h_server_stop(&b.s), 0);
+	char conf[512], pidf[512];
+	snprintf(conf, sizeof conf, "%s/broker/mosquitto.conf", b.s.data);
+	snprintf(pidf, sizeof pidf, "%s/broker/mosquitto.pid", b.s.data);
+	pid_t stale = fork();
+	if(stale == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		dup2(null, 2);
+		setpgid(0, 0);
+		execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+		execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+		_exit(127);
+	}
+	for(double end = now_s() + 10; !listening(b.plain) && now_s() < end;) usleep(20000);
+	assert_true(listening(b.plain));
+	FILE *f = fopen(pidf, "w");
+	assert_non_null(f);
+	fprintf(f, "%d\n", (int)stale);
+	fclose(f);
+	assert_int_equal(h_server_restart(&b.s), 0);
+	assert_true(h_log_contains(&b.s, "left running by an earlier serve"));
+	int st;
+	assert_int_equal(waitpid(stale, &st, 0), stale);
+	assert_int_equal(pub_plain(&b, "dev-1"), 0);
+	h_server_destroy(&b.s);
+}
+
 /* kill -9 of serve: mosquitto gets its parent-death signal and exits. */
 static void dies_with_serve(void **state)
 {
@@ -349,7 +383,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(supervised),      cmocka_unit_test(dies_with_serve), cmocka_unit_test(no_broker),
 	    cmocka_unit_test(tls_listeners),   cmocka_unit_test(port_in_use),     cmocka_unit_test(refusals),
-	    cmocka_unit_test(insecure_no_plugin),
+	    cmocka_unit_test(insecure_no_plugin), cmocka_unit_test(stale_broker_stopped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
