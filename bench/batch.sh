@@ -13,22 +13,8 @@ CHUNK=${CHUNK:-10000}
 MODES=${MODES:-"true false"}
 IMPRINT=$BUILD/imprint
 
-WORK=$(mktemp -d /tmp/imprint-batch-XXXXXX)
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
-cleanup() {
-  stop_server
-  [ -n "${KEEP:-}" ] && echo "work dir: $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Server CPU seconds (user + system) from /proc.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+WORK_PREFIX=imprint-batch
+. "$(dirname "$0")/lib.sh"
 
 # The input: N lines in files of CHUNK lines each (made once, outside the timing).
 mkdir -p "$WORK/in"
@@ -44,19 +30,8 @@ EOF
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); N=$N, $CHUNK lines a request"
 for creds in $MODES; do
   DATA="$WORK/data-$creds"
-  "$IMPRINT" init --data "$DATA" --json > "$WORK/account.json"
-  TOKEN=$(sed -E 's/.*"apiKey":"([^"]+)".*/\1/' "$WORK/account.json")
-  "$IMPRINT" serve --data "$DATA" --listen 127.0.0.1:0 --no-broker 2> "$WORK/serve.log" &
-  SERVER_PID=$!
-  for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
-  URL=$(sed -nE 's/.*listening on (http[^ ]+).*/\1/p' "$WORK/serve.log" | head -1)
-  [ -n "$URL" ] || { echo "bench: server did not start" >&2; cat "$WORK/serve.log" >&2; exit 1; }
-  api() { curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
-  TPL=$(api -d '{"name":"Meter"}' "$URL/api/v1/devices/templates" | jq -r .deviceTemplate.id)
-  for ch in status telemetry config firmware; do
-    api -d "{\"name\":\"$ch\",\"entityType\":\"deviceTemplate\",\"entityId\":\"$TPL\"}" \
-      "$URL/api/v1/channels/templates" > /dev/null
-  done
+  start_server "$DATA"
+  make_template
   mkdir -p "$WORK/in-$creds"
   for f in "$WORK"/in/*.ndjson; do sed "s/@TPL@/$TPL/" "$f" > "$WORK/in-$creds/$(basename "$f")"; done
   OUT="$WORK/out-$creds.ndjson"

@@ -68,7 +68,6 @@ static void sleep_ms(int ms)
 
 /* ---- the broker (as test_broker.c) -------------------------------------------------------- */
 
-
 static int tcp_open(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -84,19 +83,6 @@ static int tcp_open(int port)
 		return -1;
 	}
 	return fd;
-}
-
-
-
-static int log_has(const char *needle)
-{
-	FILE *f = fopen(BRK.log, "r");
-	if(!f) return 0;
-	char line[4096];
-	int found = 0;
-	while(!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
-	fclose(f);
-	return found;
 }
 
 /* ---- a raw MQTT 3.1.1 client ----------------------------------------------------------- */
@@ -368,14 +354,14 @@ static void busy_batch(void **state)
 	assert_true(worst < MAX_CONNECT_MS);
 	assert_true(up >= 0);
 	assert_true(down >= 0);
-	assert_false(log_has("status writes failed"));
-	assert_false(log_has("status queue full"));
+	assert_false(h_broker_log_has(&BRK, "status writes failed"));
+	assert_false(h_broker_log_has(&BRK, "status queue full"));
 }
 
 static int teardown(void **state)
 {
 	int st = broker_stop();
-	int bad = st != 0 || log_has("AddressSanitizer") || log_has("runtime error");
+	int bad = st != 0 || h_broker_log_has(&BRK, "AddressSanitizer") || h_broker_log_has(&BRK, "runtime error");
 	if(bad) fprintf(stderr, "mosquitto exit status %d; log %s\n", st, BRK.log);
 	h_thread_done();
 	return group_teardown(state) || bad ? -1 : 0;
