@@ -379,6 +379,17 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 
 /* The part every certificate imprint issues shares: v3, a random positive 128-bit serial,
  * days of validity from 5 minutes ago, subject CN=cn, public key pub. */
+/* x and key as PEM texts; on failure neither is left (the key scrubbed). */
+static imp_err pair_text(X509 *x, EVP_PKEY *key, char **cert_pem, char **key_pem)
+{
+	imp_err rc = cert_text(x, cert_pem);
+	if(!rc && (rc = key_text(key, key_pem))) {
+		imp_free(*cert_pem);
+		*cert_pem = NULL;
+	}
+	return rc;
+}
+
 static imp_err cert_body(X509 *x, const char *cn, int days, EVP_PKEY *pub)
 {
 	unsigned char r[16];
@@ -416,13 +427,8 @@ imp_err imp_ca_create(const char *common_name, int days, char **cert_pem, char *
 		rc = IMP_ERR_CRYPTO;
 		goto out;
 	}
-	if((rc = cert_text(x, cert_pem)) || (rc = key_text(key, key_pem))) goto out;
+	rc = pair_text(x, key, cert_pem, key_pem);
 out:
-	if(rc) {
-		imp_free(*cert_pem);
-		*cert_pem = NULL;
-		imp_key_pem_free(key_pem);
-	}
 	X509_free(x);
 	EVP_PKEY_free(key);
 	ERR_pop_to_mark();
@@ -573,13 +579,8 @@ imp_err imp_server_cert_create(const char *ca_cert_pem, const char *ca_key_pem, 
 		rc = IMP_ERR_CRYPTO;
 		goto out;
 	}
-	if((rc = cert_text(x, cert_pem)) || (rc = key_text(key, key_pem))) goto out;
+	rc = pair_text(x, key, cert_pem, key_pem);
 out:
-	if(rc) {
-		imp_free(*cert_pem);
-		*cert_pem = NULL;
-		imp_key_pem_free(key_pem);
-	}
 	X509_free(x);
 	X509_free(ca);
 	EVP_PKEY_free(ca_key);
