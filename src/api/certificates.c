@@ -2,6 +2,8 @@
  * signed by a CA the account registered or by the account's own device CA), CSRs signed
  * with the account's device CA, and the account's certificate authorities. */
 #include <stdio.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "api/credentials.h"
@@ -17,11 +19,38 @@
 /* The broker's certificate listener trusts what is in DATA/broker/capath (TLS checks the
  * chain; the plugin then checks the registered fingerprint). A failure here is logged, not
  * fatal: the registration stands, and serve adds device CAs again at every start. */
+#define TRUSTED_MEMO 64
+
+/* Certificates this process has put in the trust directory already (a hash of their PEM),
+ * so signing a CSR does not read the directory again for every device of a batch. */
+static pthread_mutex_t trusted_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t trusted[TRUSTED_MEMO];
+static unsigned trusted_next;
+
+static uint64_t pem_hash(const char *pem)
+{
+	uint64_t h = 14695981039346656037u;
+	for(; *pem; pem++) h = (h ^ (uint8_t)*pem) * 1099511628211u;
+	return h ? h : 1;
+}
+
 static void trust(imp_req *r, const char *pem, const char *what)
 {
 	if(!r->app->data_dir) return;
+	uint64_t h = pem_hash(pem);
+	int known = 0;
+	pthread_mutex_lock(&trusted_lock);
+	for(unsigned i = 0; i < TRUSTED_MEMO && !known; i++) known = trusted[i] == h;
+	pthread_mutex_unlock(&trusted_lock);
+	if(known) return;
 	imp_err rc = imp_broker_capath_add(r->app->data_dir, pem);
-	if(rc) fprintf(stderr, "imprint: could not add %s to the broker's trust directory: %s\n", what, imp_err_name(rc));
+	if(rc) {
+		fprintf(stderr, "imprint: could not add %s to the broker's trust directory: %s\n", what, imp_err_name(rc));
+		return;
+	}
+	pthread_mutex_lock(&trusted_lock);
+	trusted[trusted_next++ % TRUSTED_MEMO] = h;
+	pthread_mutex_unlock(&trusted_lock);
 }
 
 static json_t *ca_pem(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
