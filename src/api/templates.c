@@ -54,16 +54,26 @@ const imp_resource imp_res_device_field = {
 	.after_write = imp_template_cache_forget,
 };
 
+/* The broker keeps a template's channels (src/broker/plugin_templates.c): every change
+ * of them goes on the change feed, in the write's transaction. */
 static imp_err channel_validate(imp_req *r, json_t *doc, const imp_entity *old)
 {
 	char why[160];
 	if(!imp_channel_name_valid(json_string_value(json_object_get(doc, "name")), why, sizeof why))
 		return api_fail(r, IMP_ERR_INVALID, "invalid_field", "name", "%s", why);
-	return IMP_OK;
+	const char *template_id = json_string_value(json_object_get(doc, "entityId"));
+	return template_id ? imp_db_change(r->db, template_id, "channels") : IMP_OK;
+}
+
+static imp_err channel_before_delete(imp_req *r, const imp_entity *e)
+{
+	const char *template_id = json_string_value(json_object_get(e->doc, "entityId"));
+	return template_id ? imp_db_change(r->db, template_id, "channels") : IMP_OK;
 }
 
 const imp_resource imp_res_channel_template = {
 	.kind = &imp_kind_channel_template,
 	.validate = channel_validate,
+	.before_delete = channel_before_delete,
 	.after_write = imp_template_cache_forget,
 };

@@ -52,6 +52,19 @@ static imp_verdict check_certificate(struct mosquitto *client, const char *clien
 	return v;
 }
 
+/* A device's channels come from its template's, kept per template: one query less a
+ * connect. */
+static imp_err load_principal(const char *clientid, const imp_auth_row *row, imp_mqtt_principal *p)
+{
+	const imp_acl_channel *ch;
+	size_t n;
+	if(row->is_device && plugin__templates_get(row->account, row->template_id, &ch, &n))
+		return imp_principal_device(clientid, row, ch, n, p);
+	imp_err rc = imp_principal_load(G.db, clientid, row, p);
+	if(!rc && row->is_device) plugin__templates_put(row->account, row->template_id, p->channels, p->nchannels);
+	return rc;
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
@@ -66,10 +79,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	X509_free(cert);
 	if(v == IMP_ALLOW) {
 		imp_mqtt_principal p;
-		imp_err rc = imp_principal_load(G.db, clientid, &row, &p);
+		imp_err rc = load_principal(clientid, &row, &p);
 		if(!rc) rc = plugin__clients_put(ed->client, &p);
 		if(rc) v = IMP_DENY_STORE;
-		else if(row.is_device && plugin__status_push(clientid, 1))
+		else if(row.is_device && plugin__status_push(clientid, row.device_key, 1))
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: status queue full, connect of %s not recorded", clientid);
 	}
 	mosquitto_log_printf(v == IMP_ALLOW ? MOSQ_LOG_INFO : MOSQ_LOG_NOTICE, "imprint: %s %s %s",
@@ -141,7 +154,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	/* Another connection with this id took the session over: this one's end is not the
 	 * device's. */
 	if(c && c->conn != ed->client) return MOSQ_ERR_SUCCESS;
-	if(!c || c->p.type == IMP_PRINCIPAL_DEVICE) plugin__status_push(clientid, 0);
+	if(!c || c->p.type == IMP_PRINCIPAL_DEVICE) plugin__status_push(clientid, c ? c->p.device_key : 0, 0);
 	if(!c) return MOSQ_ERR_SUCCESS;
 	/* A persistent session keeps receiving (queued) messages while offline, which the
 	 * per-message check must still be able to answer; a clean one goes after its will. */
@@ -153,6 +166,11 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 static int on_change(int64_t seq, const char *entity_id, const char *what, void *arg)
 {
 	if(strcmp(what, "enable") == 0 || !imp_id_valid(entity_id)) return 0;
+	if(strcmp(what, "channels") == 0) {
+		/* A template's channels: new sessions read them again; live ones keep theirs. */
+		plugin__templates_forget(entity_id);
+		return 0;
+	}
 	/* The session ends (its disconnect event still finds the cache entry), then what was
 	 * kept about it goes: the next connect reads the store afresh. */
 	if(mosquitto_kick_client_by_clientid(entity_id, false) == MOSQ_ERR_SUCCESS)
@@ -202,6 +220,7 @@ static void release(void)
 	for(size_t i = 0; G.id && i < NCALLBACKS; i++) mosquitto_callback_unregister(G.id, CALLBACKS[i].event, CALLBACKS[i].cb, NULL);
 	plugin__status_stop();
 	plugin__clients_free();
+	plugin__templates_free();
 	drop_head = drop_n = 0;
 	imp_db_close(&G.db);
 	memset(&G, 0, sizeof G);

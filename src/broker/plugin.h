@@ -23,13 +23,22 @@ void plugin__clients_del(const char *id);
 size_t plugin__clients_count(void);
 void plugin__clients_free(void);
 
+/* A device template's channels, read from the store at the first connect of one of its
+ * devices and kept until the change feed says they changed ("channels"). get: 1 and the
+ * channels (valid until the next put or forget), or 0 when not kept. put copies them;
+ * on failure nothing is kept. */
+int plugin__templates_get(int64_t account, const char *template_id, const imp_acl_channel **ch, size_t *n);
+void plugin__templates_put(int64_t account, const char *template_id, const imp_acl_channel *ch, size_t n);
+void plugin__templates_forget(const char *template_id);
+void plugin__templates_free(void);
+
 /* Starts the thread that writes connection status through its own read-write connection
  * to path (after marking every device disconnected: a starting broker has no sessions).
  * IMP_ERR_NOT_FOUND, IMP_ERR_STORE, IMP_ERR_NOMEM. */
 imp_err plugin__status_start(const char *path);
-/* Queues a status change; never waits for the writer. 0, or -1 when the queue is full
- * and the change was dropped. */
-int plugin__status_push(const char *device_id, int connected);
+/* Queues a status change of the device device_id with row key key (0: unknown); never
+ * waits for the writer. 0, or -1 when the queue is full and the change was dropped. */
+int plugin__status_push(const char *device_id, int64_t key, int connected);
 /* Writes what is queued, then stops the thread. */
 void plugin__status_stop(void);
 /* Number of status writes that failed so far (the broker thread logs them). */

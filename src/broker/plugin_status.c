@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker/plugin.h"
 #include "core/limits.h"
@@ -14,9 +15,16 @@
 
 #define QUEUE_MAX (1024 * 1024)   /* changes waiting; past this they are dropped */
 #define BUSY_MS 5000
+/* At most one status transaction per WRITE_EVERY_MS. Every commit in the store empties
+ * the page cache of the broker thread's read-only connection (SQLite resets a reader's
+ * cache when the WAL changed under it), so in a connect storm a commit per connect made
+ * every login read its B-tree pages again; and one transaction of many rows costs less
+ * than many of one. Status still shows in the API well within a second. */
+#define WRITE_EVERY_MS 100
 
 struct item {
 	char id[IMP_UUID_LEN + 1];
+	int64_t key;
 	int connected;
 	uint64_t at;
 };
@@ -28,6 +36,7 @@ static struct {
 	struct item *q;
 	size_t n, cap;
 	int stop, started;
+	int idle;            /* the thread waits for a first change (a push wakes it) */
 	imp_db *db;
 	atomic_ulong failures;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
@@ -56,7 +65,7 @@ static void write_all(const struct item *items, size_t n, uint32_t *seen)
 		}
 		if(dup) continue;
 		seen[k] = (uint32_t)i + 1;
-		rc = imp_db_device_set_connected(S.db, items[i].id, items[i].connected, items[i].at);
+		rc = imp_db_device_set_connected(S.db, items[i].key, items[i].id, items[i].connected, items[i].at);
 		if(rc == IMP_ERR_NOT_FOUND) rc = IMP_OK;   /* deleted meanwhile, or not a device */
 	}
 	if(!rc) rc = imp_db_tx_commit(S.db);
@@ -73,7 +82,9 @@ static void *run(void *arg)
 	uint32_t *seen = NULL;
 	pthread_mutex_lock(&S.lock);
 	for(;;) {
+		S.idle = 1;
 		while(!S.n && !S.stop) pthread_cond_wait(&S.wake, &S.lock);
+		S.idle = 0;
 		if(!S.n && S.stop) break;
 		/* Swap buffers: the broker thread appends to the other one meanwhile. */
 		struct item *q = S.q;
@@ -90,9 +101,19 @@ static void *run(void *arg)
 			seen = imp_malloc(seen_cap * sizeof *seen);
 			if(!seen) seen_cap = 0;
 		}
+		uint64_t began = imp_mono_us();
 		if(seen) write_all(batch, n, seen);
 		else atomic_fetch_add(&S.failures, 1);
 		pthread_mutex_lock(&S.lock);
+		/* Let changes gather until the window is over (stop ends the wait). */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		uint64_t spent_us = imp_mono_us() - began, left_us = 0;
+		if(spent_us < WRITE_EVERY_MS * 1000) left_us = WRITE_EVERY_MS * 1000 - spent_us;
+		until.tv_nsec += (long)(left_us % 1000000) * 1000;
+		until.tv_sec += (time_t)(left_us / 1000000) + until.tv_nsec / 1000000000;
+		until.tv_nsec %= 1000000000;
+		while(!S.stop && pthread_cond_timedwait(&S.wake, &S.lock, &until) == 0) {}
 	}
 	pthread_mutex_unlock(&S.lock);
 	imp_free(batch);
@@ -120,7 +141,7 @@ imp_err plugin__status_start(const char *path)
 	return IMP_OK;
 }
 
-int plugin__status_push(const char *device_id, int connected)
+int plugin__status_push(const char *device_id, int64_t key, int connected)
 {
 	int rc = 0;
 	pthread_mutex_lock(&S.lock);
@@ -135,9 +156,10 @@ int plugin__status_push(const char *device_id, int connected)
 	if(S.n < S.cap) {
 		struct item *it = &S.q[S.n++];
 		snprintf(it->id, sizeof it->id, "%s", device_id);
+		it->key = key;
 		it->connected = connected;
 		it->at = imp_now_ms();
-		pthread_cond_signal(&S.wake);
+		if(S.idle) pthread_cond_signal(&S.wake);
 	} else {
 		rc = -1;
 	}

@@ -62,7 +62,8 @@ static int end_user_reach(const imp_mqtt_principal *p, const char *device_id, co
 	return 1;
 }
 
-imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_mqtt_principal *p)
+/* What every principal has: its id, type and account. */
+static imp_err principal_base(const char *id, const imp_auth_row *row, imp_mqtt_principal *p)
 {
 	memset(p, 0, sizeof *p);
 	snprintf(p->id, sizeof p->id, "%s", id);
@@ -72,10 +73,17 @@ imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, 
 	else if(strcmp(row->entity_type, "endUser") == 0) p->type = IMP_PRINCIPAL_END_USER;
 	else return IMP_ERR_INVALID;
 	p->account = row->account;
+	p->device_key = row->is_device ? row->device_key : 0;
+	return IMP_OK;
+}
+
+imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_mqtt_principal *p)
+{
+	imp_err rc = principal_base(id, row, p);
+	if(rc) return rc;
 	if(p->type == IMP_PRINCIPAL_END_USER) {
 		imp_entity u;
-		imp_err rc = imp_db_get(db, &imp_kind_end_user, row->account, id, &u);
-		if(rc) return rc;
+		if((rc = imp_db_get(db, &imp_kind_end_user, row->account, id, &u))) return rc;
 		snprintf(p->org_id, sizeof p->org_id, "%s", json_string_value(json_object_get(u.doc, "organizationId")));
 		imp_entity_clear(&u);
 		p->reach = end_user_reach;
@@ -84,10 +92,22 @@ imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, 
 	}
 	if(p->type != IMP_PRINCIPAL_DEVICE) return IMP_OK;
 	struct collect c = {p, 0, IMP_OK};
-	imp_err rc = imp_db_device_channels(db, row->account, id, add_channel, &c);
+	rc = imp_db_template_channels(db, row->account, row->template_id, add_channel, &c);
 	if(!rc) rc = c.rc;
 	if(rc) imp_principal_clear(p);
 	return rc;
+}
+
+imp_err imp_principal_device(const char *id, const imp_auth_row *row, const imp_acl_channel *ch, size_t n,
+                             imp_mqtt_principal *p)
+{
+	imp_err rc = principal_base(id, row, p);
+	if(rc) return rc;
+	if(!n) return IMP_OK;
+	if(!(p->channels = imp_malloc(n * sizeof *ch))) return IMP_ERR_NOMEM;
+	memcpy(p->channels, ch, n * sizeof *ch);
+	p->nchannels = n;
+	return IMP_OK;
 }
 
 void imp_principal_clear(imp_mqtt_principal *p)

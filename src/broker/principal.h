@@ -7,10 +7,15 @@
 
 /* Fills p for entity id, described by row (from imp_verify_*): its type, its account's id
  * and, for a device, its template's channels with their permissions (p->channels is
- * allocated here; release with imp_principal_clear()). IMP_ERR_NOT_FOUND when a device
+ * allocated here; release with imp_principal_clear()). IMP_ERR_NOT_FOUND when an end user
  * vanished meanwhile, IMP_ERR_INVALID for an entity type with no topic rules,
  * IMP_ERR_NOMEM, or the store's error. */
 imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, imp_mqtt_principal *p);
+
+/* Fills p for device id (row->is_device) with a copy of the n channels ch of its template,
+ * read before (the plugin keeps them per template). IMP_ERR_NOMEM. */
+imp_err imp_principal_device(const char *id, const imp_auth_row *row, const imp_acl_channel *ch, size_t n,
+                             imp_mqtt_principal *p);
 
 /* Frees p's channels; p may then be reused. */
 void imp_principal_clear(imp_mqtt_principal *p);

@@ -243,6 +243,8 @@ typedef struct {
 	uint64_t not_after;
 	int is_device, disabled;
 	char auth_method[IMP_METHOD_LEN];       /* device's template: password, certificate */
+	int64_t device_key;                     /* a device's row key (its status is written by it) */
+	char template_id[IMP_UUID_LEN + 1];     /* a device's template */
 } imp_auth_row;
 
 /* NOT_FOUND when id is neither a device nor an entity with a credential. */
@@ -252,12 +254,15 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out);
  * account), until fn returns non-zero. NOT_FOUND when there is no such device. */
 typedef int (*imp_channel_fn)(const char *name, const char *permission, void *arg);
 imp_err imp_db_device_channels(imp_db *db, int64_t account, const char *device_id, imp_channel_fn fn, void *arg);
+/* The same for the channels of device template template_id (none is not an error). */
+imp_err imp_db_template_channels(imp_db *db, int64_t account, const char *template_id, imp_channel_fn fn, void *arg);
 
 /* The change feed: one row per change that must end a live MQTT session or refresh what
  * the broker keeps about an entity (a credential replaced or revoked, a device disabled,
  * enabled or deleted, a user deleted), written in the caller's transaction. The broker
  * plugin reads it (imp_db_changes_since); rows older than IMP_CHANGES_KEEP_MS are pruned
- * here, by the writer, now and then. what: credential, revoke, disable, enable, delete. */
+ * here, by the writer, now and then. what: credential, revoke, disable, enable, delete (of the
+ * entity), channels (entity_id is a device template whose channel templates changed). */
 #define IMP_CHANGES_KEEP_MS (10 * 60 * 1000)
 imp_err imp_db_change(imp_db *db, const char *entity_id, const char *what);
 
@@ -290,8 +295,10 @@ void imp_db_tx_rollback(imp_db *db);
 /* Connection status, as the broker sees it: sets devices.connected and lastConnected
  * (at_ms, which is the connect or disconnect time). Neither the version nor the modified
  * time change: status is observed, not edited, and must not make a client's If-Match
- * stale. NOT_FOUND when there is no such device. */
-imp_err imp_db_device_set_connected(imp_db *db, const char *device_id, int connected, uint64_t at_ms);
+ * stale. The device is found by its row key (one B-tree descent, where its id would take two)
+ * and must still have device_id there (SQLite may give a deleted device's key to a new
+ * one); key 0 finds it by id. NOT_FOUND when there is no such device. */
+imp_err imp_db_device_set_connected(imp_db *db, int64_t key, const char *device_id, int connected, uint64_t at_ms);
 /* Marks every device disconnected (a broker starting has no sessions yet). */
 imp_err imp_db_devices_disconnect_all(imp_db *db);
 

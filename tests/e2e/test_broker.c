@@ -412,6 +412,49 @@ static void device_topics(void **state)
 	cl_close(w);
 }
 
+/* The publish PUBACK a fresh session of device i gets on its channel rest: 0 accepted
+ * (also when no one subscribes, 0x10), 0x87 refused. */
+static int fresh_pub(int i, const char *rest)
+{
+	char t[256];
+	cl *c = cl_connect(dev(i), NULL, SECRET[i], 5);
+	assert_int_equal(get(c, &c->connack), 0);
+	topic(t, sizeof t, S.admin.account_id, dev(i), rest);
+	int rc = pub1(c, t);
+	cl_close(c);
+	return rc == 0x10 ? 0 : rc;
+}
+
+/* Milliseconds until a fresh session of device i gets want on its channel rest, or -1. */
+static long fresh_pub_within(int i, const char *rest, int want)
+{
+	uint64_t t0 = now_ms();
+	for(uint64_t end = t0 + WAIT_MS; now_ms() < end; sleep_ms(20)) {
+		if(fresh_pub(i, rest) == want) return (long)(now_ms() - t0);
+	}
+	return -1;
+}
+
+/* The plugin keeps each template's channels; a channel template added or deleted (they
+ * take no updates) reaches the next session of every device of the template within a
+ * second. */
+static void channel_changes_reach_new_sessions(void **state)
+{
+	assert_int_equal(fresh_pub(DP, "late"), 0x87);   /* T2 has no channels; now kept so */
+	json_decref(create("/api/v1/channels/templates", "channelTemplate",
+	                   "{\"name\":\"late\",\"entityType\":\"deviceTemplate\",\"entityId\":\"{T2}\","
+	                   "\"permission\":\"publish\"}", "CH_LATE"));
+	long ms = fresh_pub_within(DP, "late", 0);
+	if(ms < 0 || ms > 1000) fail_msg("a new channel reached new sessions after %ld ms", ms);
+	char path[128];
+	snprintf(path, sizeof path, "/api/v1/channels/templates/%s", getvar("CH_LATE"));
+	h_resp r = api("DELETE", path, NULL);
+	check_resp(&r, 204, NULL, NULL, "channel delete");
+	h_resp_free(&r);
+	ms = fresh_pub_within(DP, "late", 0x87);
+	if(ms < 0 || ms > 1000) fail_msg("a deleted channel stopped at new sessions after %ld ms", ms);
+}
+
 /* A device's wildcard subscription over its own tree gets only what it may read. */
 static void per_message_read_check(void **state)
 {
@@ -886,6 +929,7 @@ int main(void)
 		cmocka_unit_test(setup_entities),
 		cmocka_unit_test(connect_rules),
 		cmocka_unit_test(device_topics),
+		cmocka_unit_test(channel_changes_reach_new_sessions),
 		cmocka_unit_test(per_message_read_check),
 		cmocka_unit_test(account_user_topics),
 		cmocka_unit_test(end_users_in_sibling_organizations),

@@ -30,6 +30,25 @@ imp_err imp_db_device_channels(imp_db *db, int64_t account, const char *device_i
 	return found ? IMP_OK : IMP_ERR_NOT_FOUND;
 }
 
+imp_err imp_db_template_channels(imp_db *db, int64_t account, const char *template_id, imp_channel_fn fn, void *arg)
+{
+	sqlite3_stmt *st = store__stmt(db,
+		"SELECT name, coalesce(json_extract(doc, '$.permission'), 'publish-subscribe') FROM channel_templates"
+		" WHERE account = ? AND entity_id = ? ORDER BY key");
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, account);
+	sqlite3_bind_text(st, 2, template_id, -1, SQLITE_STATIC);
+	int rc;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if(fn((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), arg)) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return store__rc(rc);
+}
+
 static atomic_uint_fast64_t last_prune;
 
 imp_err imp_db_change(imp_db *db, const char *entity_id, const char *what)
@@ -82,15 +101,17 @@ imp_err imp_db_changes_last(imp_db *db, int64_t *seq)
 	return store__rc(rc);
 }
 
-imp_err imp_db_device_set_connected(imp_db *db, const char *device_id, int connected, uint64_t at_ms)
+imp_err imp_db_device_set_connected(imp_db *db, int64_t key, const char *device_id, int connected, uint64_t at_ms)
 {
 	char at[IMP_ISO_LEN + 1];
 	imp_iso8601(at_ms, at);
-	sqlite3_stmt *st = store__stmt(db, "UPDATE devices SET connected = ?, last_connected = ? WHERE id = ?");
+	sqlite3_stmt *st = store__stmt(db, key > 0 ? "UPDATE devices SET connected = ?, last_connected = ? WHERE id = ? AND key = ?"
+	                                           : "UPDATE devices SET connected = ?, last_connected = ? WHERE id = ?");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_int(st, 1, connected ? 1 : 0);
 	sqlite3_bind_text(st, 2, at, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, device_id, -1, SQLITE_STATIC);
+	if(key > 0) sqlite3_bind_int64(st, 4, key);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if(rc != SQLITE_DONE) return store__rc(rc);

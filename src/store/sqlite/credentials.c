@@ -227,8 +227,8 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 	memset(out, 0, sizeof *out);
 	/* A device first (it may have no credential yet), then any other entity's credential. */
 	sqlite3_stmt *st = store__stmt(db,
-		"SELECT d.account, d.disabled, t.auth_method, c.method, c.secret, c.fingerprint, c.not_after, a.id"
-		" FROM devices d JOIN device_templates t ON t.id = d.template_id AND t.account = d.account"
+		"SELECT d.account, d.disabled, t.auth_method, c.method, c.secret, c.fingerprint, c.not_after, a.id,"
+		" d.key, d.template_id FROM devices d JOIN device_templates t ON t.id = d.template_id AND t.account = d.account"
 		" JOIN accounts a ON a.key = d.account"
 		" LEFT JOIN credentials c ON c.entity_id = d.id AND c.account = d.account WHERE d.id = ?");
 	if(!st) return IMP_ERR_STORE;
@@ -245,6 +245,8 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 		text_into(out->fingerprint, sizeof out->fingerprint, st, 5);
 		out->not_after = (uint64_t)sqlite3_column_int64(st, 6);
 		text_into(out->account_id.s, sizeof out->account_id.s, st, 7);
+		out->device_key = sqlite3_column_int64(st, 8);
+		text_into(out->template_id, sizeof out->template_id, st, 9);
 		sqlite3_reset(st);
 		return IMP_OK;
 	}
