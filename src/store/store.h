@@ -26,6 +26,9 @@ void imp_store_close(imp_store **s);
 /* This thread's connection, opened on first use; closed when the thread exits or the store
  * closes. NULL when it cannot be opened. */
 imp_db *imp_store_db(imp_store *s);
+/* The WAL lengths (pages) at which the store's checkpointer wakes, and past which the
+ * writer checkpoints at commit itself (defaults 4096 and 65536; see db.c). For tests. */
+void imp_store_set_checkpoint(imp_store *s, int wake_pages, int inline_pages);
 
 /* Write transactions. begin replaces *db with the process's writer connection, on which
  * the writes of several threads are committed together (group commit, see sqlite/db.c);
