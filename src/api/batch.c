@@ -526,7 +526,7 @@ static void batch_close(void *state)
 {
 	batch *b = state;
 	imp_jtext_free(&b->text);
-	json_decref(b->cache.value);
+	imp_render_cache_clear(&b->cache);
 	json_decref(b->activated);
 	if(b->out) fclose(b->out);
 	if(b->arena) sodium_memzero(b->arena, b->acap);

@@ -7,6 +7,7 @@
 #include "api/resource.h"
 #include "api/template_cache.h"
 #include "core/limits.h"
+#include "core/mem.h"
 #include "core/rules.h"
 
 static json_t *find_named(json_t *docs, const char *name)
@@ -99,13 +100,20 @@ out:
 	return rc;
 }
 
+void imp_render_cache_clear(imp_render_cache *c)
+{
+	json_decref(c->value);
+	imp_jtext_free(&c->text);
+	imp_free(c->cuts);
+	memset(c, 0, sizeof *c);
+}
+
 /* The channel templates of e's template, into cache (kept for the next device). */
 static imp_err channel_templates(imp_db *db, const imp_entity *e, imp_render_cache *cache)
 {
 	const char *tid = json_string_value(json_object_get(e->doc, "deviceTemplateId"));
 	if(cache->value && strcmp(cache->key, tid) == 0) return IMP_OK;
-	json_decref(cache->value);
-	cache->value = NULL;
+	imp_render_cache_clear(cache);
 	json_t *fields;
 	imp_err rc = imp_template_cache_get(db, e->account, tid, &cache->value, &fields);
 	if(rc) return rc;
@@ -117,7 +125,7 @@ static imp_err channel_templates(imp_db *db, const imp_entity *e, imp_render_cac
 /* channels: one per channel template of the device's template, with its full topic. */
 static imp_err device_channels(imp_db *db, const imp_entity *e, json_t *obj, imp_render_cache *cache)
 {
-	imp_render_cache local = {{0}, NULL};
+	imp_render_cache local = {0};
 	if(!cache) cache = &local;
 	imp_err rc0 = channel_templates(db, e, cache);
 	if(rc0) return rc0;
@@ -135,31 +143,25 @@ static imp_err device_channels(imp_db *db, const imp_entity *e, json_t *obj, imp
 		                       "permission", json_object_get(c, "permission"), "channel", topic);
 		if(!ch || json_array_append_new(channels, ch)) rc = IMP_ERR_NOMEM;
 	}
-	json_decref(local.value);
+	imp_render_cache_clear(&local);
 	if(!rc) rc = json_object_set_new(obj, "channels", channels) ? IMP_ERR_NOMEM : IMP_OK;
 	else json_decref(channels);
 	return rc;
 }
 
-/* device_channels as text: ,"channels":[...] with the same members in the same order. */
-static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache)
+/* ,"channels":[...] of the channel templates in list for device device_id of account_id,
+ * with the same members in the same order as device_channels. With cuts (names that need
+ * no escape only), cuts[i] is where the device id starts in the text of channel i. */
+static imp_err channels_text(imp_jtext *t, json_t *list, const char *account_id, const char *device_id,
+                             size_t *cuts)
 {
-	imp_render_cache local = {{0}, NULL};
-	if(!cache) cache = &local;
-	imp_err rc = channel_templates(db, e, cache);
-	if(rc) return rc;
 	imp_jtext_key(t, "channels", 1);
 	imp_jtext_raw(t, "[", 1);
 	size_t i;
 	json_t *c;
-	json_array_foreach(cache->value, i, c) {
+	json_array_foreach(list, i, c) {
 		const char *name = json_string_value(json_object_get(c, "name"));
-		if(!name) {
-			rc = IMP_ERR_NOMEM; /* as json_pack fails on a missing "s" */
-			break;
-		}
-		char topic[256];
-		snprintf(topic, sizeof topic, "xi/blue/v1/%s/d/%s/%s", e->account_id.s, e->id.s, name);
+		if(!name) return IMP_ERR_NOMEM; /* as json_pack fails on a missing "s" */
 		imp_jtext_raw(t, i ? ",{" : "{", i ? 2 : 1);
 		imp_jtext_key(t, "channelTemplateId", 0);
 		imp_jtext_value(t, json_object_get(c, "id"));
@@ -170,13 +172,88 @@ static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *
 		imp_jtext_key(t, "permission", 1);
 		imp_jtext_value(t, json_object_get(c, "permission"));
 		imp_jtext_key(t, "channel", 1);
-		imp_jtext_str_or_null(t, topic);
+		if(cuts) {
+			/* as imp_jtext_str would write it: nothing in it needs an escape */
+			imp_jtext_raw(t, "\"xi/blue/v1/", 12);
+			imp_jtext_raw(t, account_id, strlen(account_id));
+			imp_jtext_raw(t, "/d/", 3);
+			cuts[i] = t->len;
+			imp_jtext_raw(t, device_id, strlen(device_id));
+			imp_jtext_raw(t, "/", 1);
+			imp_jtext_raw(t, name, strlen(name));
+			imp_jtext_raw(t, "\"", 1);
+		} else {
+			char topic[256];
+			snprintf(topic, sizeof topic, "xi/blue/v1/%s/d/%s/%s", account_id, device_id, name);
+			imp_jtext_str_or_null(t, topic);
+		}
 		imp_jtext_raw(t, "}", 1);
 	}
 	imp_jtext_raw(t, "]", 1);
-	json_decref(local.value);
-	if(!rc && t->failed) rc = IMP_ERR_NOMEM;
-	return rc;
+	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
+}
+
+/* Letters, digits, '_', '-', '/': what imp_channel_name_valid lets in, none of which JSON
+ * escapes. */
+static int plain_name(const char *s)
+{
+	for(; s && *s; s++) {
+		char c = *s;
+		if(!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+		     c == '/'))
+			return 0;
+	}
+	return s != NULL;
+}
+
+/* The cached template's channels as text for a stand-in device id, and where it stands:
+ * every device of the account gets the same bytes around its id, so a device's channels
+ * are those pieces with its id between (a batch renders thousands). 0 when done, -1 when
+ * this template's channels cannot be made so (the caller renders them itself). */
+#define ID_LEN (sizeof "00000000-0000-0000-0000-000000000000" - 1)
+static int channels_pre(imp_render_cache *cache, const char *account_id)
+{
+	imp_jtext_free(&cache->text);
+	imp_free(cache->cuts);
+	cache->cuts = NULL;
+	cache->ncuts = 0;
+	cache->text_account[0] = '\0';
+	size_t i, n = json_array_size(cache->value);
+	json_t *c;
+	json_array_foreach(cache->value, i, c) {
+		if(!plain_name(json_string_value(json_object_get(c, "name")))) return -1;
+	}
+	if(strlen(account_id) != ID_LEN || (n && !(cache->cuts = imp_malloc(n * sizeof *cache->cuts)))) return -1;
+	imp_jtext_init(&cache->text, 16 * 1024 * 1024);
+	if(channels_text(&cache->text, cache->value, account_id, "00000000-0000-0000-0000-000000000000", cache->cuts))
+		return -1;
+	cache->ncuts = n;
+	snprintf(cache->text_account, sizeof cache->text_account, "%s", account_id);
+	return 0;
+}
+
+/* device_channels as text. */
+static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache)
+{
+	imp_render_cache local = {0};
+	if(!cache) cache = &local;
+	imp_err rc = channel_templates(db, e, cache);
+	if(rc) return rc;
+	if(strlen(e->id.s) != ID_LEN ||
+	   (strcmp(cache->text_account, e->account_id.s) != 0 && channels_pre(cache, e->account_id.s))) {
+		rc = channels_text(t, cache->value, e->account_id.s, e->id.s, NULL);
+		imp_render_cache_clear(&local);
+		return rc;
+	}
+	size_t at = 0;
+	for(size_t k = 0; k < cache->ncuts; k++) {
+		imp_jtext_raw(t, cache->text.s + at, cache->cuts[k] - at);
+		imp_jtext_raw(t, e->id.s, ID_LEN);
+		at = cache->cuts[k] + ID_LEN;
+	}
+	imp_jtext_raw(t, cache->text.s + at, cache->text.len - at);
+	imp_render_cache_clear(&local);
+	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
 }
 
 /* A deleted device's credential goes with it, in the same transaction, and its live MQTT

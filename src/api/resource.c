@@ -620,9 +620,9 @@ imp_err imp_res_list(imp_req *r)
 	imp_jtext_key(&t, k->plural, 0);
 	imp_jtext_raw(&t, want_results ? "{\"results\":[" : "{", want_results ? 12 : 1);
 	int64_t count = 0, last = -1;
-	list_ctx c = {res, {{0}, NULL}, &t, 0};
+	list_ctx c = {.res = res, .t = &t};
 	rc = imp_db_list_each(r->db, k, r->who.account, &q, want_results, list_row, &c, &count, &last);
-	json_decref(c.cache.value);
+	imp_render_cache_clear(&c.cache);
 	if(rc) {
 		imp_jtext_free(&t);
 		if(rc == IMP_ERR_BAD_REQUEST) return api_fail(r, rc, "invalid_parameter", NULL, "a filter value has the wrong type");

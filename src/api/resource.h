@@ -8,12 +8,19 @@
 
 typedef struct imp_resource imp_resource;
 
-/* What render_extra may keep between the entities of one list page (devices keep their
- * template's channels). value is released by the list code. */
+/* What render_extra may keep between the entities of one list page or batch (devices keep
+ * their template's channels, and the text of them with the device id cut out). Zeroed to
+ * start; released with imp_render_cache_clear. */
 typedef struct {
 	char key[IMP_UUID_LEN + 1];
 	json_t *value;
+	char text_account[IMP_UUID_LEN + 1];   /* the account id text was made for */
+	imp_jtext text;
+	size_t *cuts;                          /* where the device id goes in text */
+	size_t ncuts;
 } imp_render_cache;
+
+void imp_render_cache_clear(imp_render_cache *c);
 
 struct imp_resource {
 	const imp_kind *kind;

@@ -10,6 +10,8 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/crypto.h"
 
@@ -246,6 +248,31 @@ static void test_random(void **state)
 	assert_int_equal(imp_random(a, 0), IMP_OK);
 }
 
+/* A child of fork() never hands out the bytes its parent's block still holds. */
+static void test_random_after_fork(void **state)
+{
+	(void)state;
+	uint8_t warm[16], parent[32], child[32];
+	assert_int_equal(imp_random(warm, sizeof warm), IMP_OK);   /* the block is drawn */
+	int fd[2];
+	assert_int_equal(pipe(fd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if(pid == 0) {
+		uint8_t b[32];
+		int ok = imp_random(b, sizeof b) == IMP_OK && write(fd[1], b, sizeof b) == (ssize_t)sizeof b;
+		_exit(ok ? 0 : 1);
+	}
+	close(fd[1]);
+	assert_int_equal(read(fd[0], child, sizeof child), (ssize_t)sizeof child);
+	close(fd[0]);
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(imp_random(parent, sizeof parent), IMP_OK);
+	assert_memory_not_equal(parent, child, sizeof parent);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_ct_equal),
 		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_random_after_fork),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
