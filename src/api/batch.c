@@ -37,6 +37,27 @@ typedef struct {
 	int too_long;
 } pending;
 
+/* Where a line stands. A group runs in three passes: prep_line for every line outside
+ * the store's writer (parsing, the new device's document and id, the secret and its hash),
+ * write_line for every line inside the group's transaction (the store's part only), and
+ * once it committed, the answers, again outside it. Requests of one client (imprint batch
+ * keeps two in flight) so overlap: one's parsing and answering with the other's writes. */
+enum { LINE_EARLY_ERR = 1, LINE_PREP_ERR, LINE_ERR, LINE_NEW, LINE_RENEWED };
+
+typedef struct {
+	unsigned char state;     /* 0 until prepared, then a LINE_* */
+	unsigned char fresh;     /* a new device stored activated with its first secret */
+	unsigned char has_secret;
+	json_t *body;            /* the parsed line (NULL when it failed early) */
+	char *csr;
+	imp_entity e;            /* the new device prepared, then the device stored */
+	imp_credential c;
+	imp_id cred_id;
+	char secret[IMP_SECRET_LEN + 1];
+	char hash[65];
+	size_t err_off, err_len; /* the error answer in errs (LINE_*ERR) */
+} line_st;
+
 typedef struct {
 	imp_req *r;
 	char name[BATCH_NAME_MAX + 3];  /* "k:" or "a:", then the key */
@@ -49,11 +70,9 @@ typedef struct {
 	int cur_over;            /* the line being read is past IMP_BODY_MAX: dropped */
 	pending p[GROUP_LINES];
 	size_t np;
-	/* The answers of the group's lines, one after the other, written once it commits. */
-	imp_jtext text;
-	size_t off[GROUP_LINES + 1]; /* where each line's answer starts in text, and ends */
-	unsigned char is_err[GROUP_LINES];
-	size_t ran;                  /* lines whose answers are complete */
+	line_st st[GROUP_LINES];
+	imp_jtext errs;          /* the error answers of the group's lines */
+	imp_jtext text;          /* the group's answers, written once it committed */
 	FILE *out;
 	imp_render_cache cache;
 	imp_ref_memo refs;       /* references found in the group's transaction */
@@ -119,61 +138,106 @@ static void put_line(imp_jtext *t, json_t *o)
 	json_decref(o);
 }
 
-/* One line inside the group's transaction: its answer, or an error object, written at the
- * end of b->text; *is_err says which. Fails only when the answer could not be written. */
-static imp_err do_line(batch *b, const char *text, size_t len, int64_t line, int too_long, unsigned char *is_err)
+/* Line i's error answer (r's error) into errs, as its answer. */
+static void error_line(batch *b, size_t i, int64_t line, imp_err rc, unsigned char state)
+{
+	line_st *s = &b->st[i];
+	s->state = state;
+	s->err_off = b->errs.len;
+	put_line(&b->errs, line_error(b->r, line, rc));
+	s->err_len = b->errs.len - s->err_off;
+}
+
+static void clear_line(line_st *s)
+{
+	json_decref(s->body);
+	imp_free(s->csr);
+	imp_entity_clear(&s->e);
+	imp_credential_clear(&s->c);
+	sodium_memzero(s->secret, sizeof s->secret);
+	sodium_memzero(s->hash, sizeof s->hash);
+	memset(s, 0, sizeof *s);
+}
+
+/* Pass one, outside the writer: what line i needs no store for. A failure here is the
+ * line's answer (LINE_EARLY_ERR), except one in building the new device, which counts only
+ * if the line turns out to make one (LINE_PREP_ERR: a line of a resumed batch uses the
+ * device made before, as it did before this pass existed). */
+static void prep_line(batch *b, size_t i, int64_t line)
 {
 	imp_req *r = b->r;
-	imp_jtext *t = &b->text;
-	size_t start = t->len;
-	imp_entity e = {0};
-	imp_credential c = {0};
-	char secret[IMP_SECRET_LEN + 1] = {0};
-	json_t *body = NULL;
-	char *csr = NULL;
-	int replaced = 0, renewed = 0, fresh = 0;
+	line_st *s = &b->st[i];
+	const char *text = b->arena + b->p[i].off;
+	size_t len = b->p[i].len;
 	imp_err rc;
-
-	if(too_long) {
+	if(b->p[i].too_long) {
 		rc = api_fail(r, IMP_ERR_TOO_LARGE, "line_too_long", NULL, "a line is limited to %d bytes", IMP_BODY_MAX);
-		goto out;
+		goto early;
 	}
 	if(len == 0) {
 		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "empty_line", NULL, "the line is empty; it must be a device object");
-		goto out;
+		goto early;
 	}
 	json_error_t jerr;
-	body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if(!body || !json_is_object(body)) {
+	s->body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if(!s->body || !json_is_object(s->body)) {
 		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_json", NULL,
-		              body ? "the line must be a JSON object" : "the line is not valid JSON (at character %d)",
-		              body ? 0 : jerr.position);
-		goto out;
+		              s->body ? "the line must be a JSON object" : "the line is not valid JSON (at character %d)",
+		              s->body ? 0 : jerr.position);
+		goto early;
 	}
-	json_t *jcsr = json_object_get(body, "csr");
+	json_t *jcsr = json_object_get(s->body, "csr");
 	if(jcsr) {
 		if(!json_is_string(jcsr)) {
 			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_type", "csr", "csr must be a string");
-			goto out;
+			goto early;
 		}
 		if(!b->credentials) {
 			rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_field", "csr", "csr is only taken with credentials=true");
-			goto out;
+			goto early;
 		}
-		csr = imp_strdup(json_string_value(jcsr));
-		json_object_del(body, "csr");
-		if(!csr) {
+		s->csr = imp_strdup(json_string_value(jcsr));
+		json_object_del(s->body, "csr");
+		if(!s->csr) {
 			rc = IMP_ERR_NOMEM;
-			goto out;
+			goto early;
 		}
 	}
-	json_t *jserial = json_object_get(body, "serialNumber");
-	const char *serial = json_is_string(jserial) ? json_string_value(jserial) : NULL;
-	if(!serial && b->name[0] == 'k') {
+	if(!json_is_string(json_object_get(s->body, "serialNumber")) && b->name[0] == 'k') {
 		rc = api_fail(r, IMP_ERR_INVALID, "missing_field", "serialNumber",
 		              "serialNumber is required in a batch with an Idempotency-Key");
-		goto out;
+		goto early;
 	}
+	if(b->credentials && !s->csr) {
+		if((rc = imp_cred_password_new(r, s->secret, s->hash, &s->cred_id))) goto early;
+		s->has_secret = 1;
+	}
+	/* A new device that gets its first secret now is stored activated at once, as the
+	 * activation would leave it (version 2), instead of written a second time. */
+	const char *tid = json_string_value(json_object_get(s->body, "deviceTemplateId"));
+	s->fresh = b->credentials && !s->csr && tid && template_method(b, tid) == IMP_OK &&
+	           strcmp(b->tmpl_method, "password") == 0;
+	imp_insert_opts opts = {.set = s->fresh ? b->activated : NULL};
+	if((rc = imp_res_prepare_from(r, &imp_res_device, s->body, &opts, &s->e))) {
+		error_line(b, i, line, rc, LINE_PREP_ERR);
+		return;
+	}
+	s->state = LINE_NEW;
+	return;
+early:
+	error_line(b, i, line, rc, LINE_EARLY_ERR);
+}
+
+/* Pass two, inside the group's transaction: line i's serial number, its device (made now,
+ * or made before by this batch) and its credential. A failure is the line's answer. */
+static imp_err write_line(batch *b, size_t i, int64_t line)
+{
+	imp_req *r = b->r;
+	line_st *s = &b->st[i];
+	int replaced = 0, renewed = 0;
+	imp_err rc;
+	if(s->state == LINE_EARLY_ERR) return IMP_OK;
+	const char *serial = json_string_value(json_object_get(s->body, "serialNumber"));
 	int64_t seen_line = 0, key = 0, seen_gen = 0;
 	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4
 	         ? imp_db_batch_item_get(r->db, r->who.account, b->name, serial, &seen_line, &key, &seen_gen)
@@ -181,112 +245,119 @@ static imp_err do_line(batch *b, const char *text, size_t len, int64_t line, int
 	if(rc == IMP_OK && seen_line != line) {
 		rc = api_fail(r, IMP_ERR_CONFLICT, "duplicate_serial", "serialNumber",
 		              "this serialNumber is at line %lld of this batch already", (long long)seen_line);
-		goto out;
+		goto fail;
 	}
 	if(rc == IMP_OK && seen_gen > b->generation) {
 		/* A killed client's request, arriving after its rerun handled the line: the
 		 * rerun's credential stands, and this answer goes nowhere. */
 		rc = api_fail(r, IMP_ERR_CONFLICT, "superseded", "Idempotency-Generation",
 		              "a later request of this batch has handled this line");
-		goto out;
+		goto fail;
 	}
 	if(rc == IMP_OK) {
 		renewed = 1;
+		s->fresh = 0;
+		imp_entity_clear(&s->e);
 		if(b->generation > seen_gen &&
 		   (rc = imp_db_batch_item_touch(r->db, r->who.account, b->name, serial, b->generation)))
-			goto out;
-		if((rc = existing_device(b, body, key, &e))) goto out;
+			goto fail;
+		if((rc = existing_device(b, s->body, key, &s->e))) goto fail;
 	} else if(rc == IMP_ERR_NOT_FOUND) {
-		/* A new device that gets its first secret now is stored activated at once, as the
-		 * activation would leave it (version 2), instead of written a second time. */
-		const char *tid = json_string_value(json_object_get(body, "deviceTemplateId"));
-		imp_insert_opts opts = {.refs = &b->refs};
-		fresh = b->credentials && !csr && tid && template_method(b, tid) == IMP_OK &&
-		        strcmp(b->tmpl_method, "password") == 0;
-		if(fresh) {
-			opts.set = b->activated;
-			opts.version = 2;
+		if(s->state == LINE_PREP_ERR) {
+			/* the new device's own fault, found in pass one: that is the answer */
+			b->failed++;
+			return IMP_OK;
 		}
-		if((rc = imp_res_insert_from(r, &imp_res_device, body, &opts, &e))) goto out;
-		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, line, e.key, b->generation)))
-			goto out;
+		imp_insert_opts opts = {.refs = &b->refs, .version = s->fresh ? 2 : 0};
+		if((rc = imp_res_insert_prepared(r, &imp_res_device, &opts, &s->e))) goto fail;
+		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, line, s->e.key, b->generation)))
+			goto fail;
 	} else {
-		goto out;
+		goto fail;
 	}
 	if(b->credentials) {
-		const char *tid = json_string_value(json_object_get(e.doc, "deviceTemplateId"));
-		if((rc = template_method(b, tid))) goto out;
+		const char *tid = json_string_value(json_object_get(s->e.doc, "deviceTemplateId"));
+		if((rc = template_method(b, tid))) goto fail;
 		if(strcmp(b->tmpl_method, "certificate") == 0) {
-			if(!csr) {
+			if(!s->csr) {
 				rc = api_fail(r, IMP_ERR_INVALID, "csr_required", "csr",
 				              "the device's template uses certificates: each line needs a csr");
-				goto out;
+				goto fail;
 			}
-			rc = imp_cred_certificate(r, e.id.s, NULL, csr, &c, &replaced);
-		} else if(csr) {
+			rc = imp_cred_certificate(r, s->e.id.s, NULL, s->csr, &s->c, &replaced);
+			sodium_memzero(s->secret, sizeof s->secret);
+			s->has_secret = 0;
+		} else if(s->csr) {
 			rc = api_fail(r, IMP_ERR_INVALID, "password_template", "csr",
 			              "the device's template uses passwords; a csr does not apply");
 		} else {
-			rc = imp_cred_password(r, "device", e.id.s, fresh, secret, &c, &replaced);
+			rc = imp_cred_password_put(r, "device", s->e.id.s, s->fresh, s->hash, &s->cred_id, &s->c, &replaced);
 		}
-		if(rc) goto out;
-		if(strcmp(json_string_value(json_object_get(e.doc, "provisioningState")), "defined") == 0) {
-			json_object_set_new(e.doc, "provisioningState", json_string("activated"));
-			e.version++;
+		if(rc) goto fail;
+		if(strcmp(json_string_value(json_object_get(s->e.doc, "provisioningState")), "defined") == 0) {
+			json_object_set_new(s->e.doc, "provisioningState", json_string("activated"));
+			s->e.version++;
 		}
 	}
-	/* {"line":n,"device":{...},"mqttCredential":{...}}, as json_dumpb would write it */
+	s->state = renewed ? LINE_RENEWED : LINE_NEW;
+	if(renewed) b->renewed++;
+	else b->created++;
+	return IMP_OK;
+fail:
+	if(rc == IMP_ERR_NOMEM) return rc;
+	error_line(b, i, line, rc, LINE_ERR);
+	b->failed++;
+	return IMP_OK;
+}
+
+/* Pass three, after the commit: line i's answer at the end of b->text. A device the group
+ * stored is answered {"line":n,"device":{...},"mqttCredential":{...}}, as json_dumpb would
+ * write it. */
+static void answer_line(batch *b, size_t i, int64_t line)
+{
+	line_st *s = &b->st[i];
+	imp_jtext *t = &b->text;
+	if(s->state != LINE_NEW && s->state != LINE_RENEWED) {
+		imp_jtext_raw(t, b->errs.s + s->err_off, s->err_len);
+		return;
+	}
+	size_t start = t->len;
 	imp_jtext_raw(t, "{\"line\":", 8);
 	imp_jtext_int(t, line);
 	imp_jtext_raw(t, ",\"device\":", 10);
-	if(imp_res_render_text(t, r->db, &imp_res_device, &e, &b->cache)) t->failed = 1;
+	if(imp_res_render_text(t, b->r->db, &imp_res_device, &s->e, &b->cache)) t->failed = 1;
 	if(b->credentials) {
 		imp_jtext_raw(t, ",\"mqttCredential\":", 18);
-		imp_cred_body_text(t, &c, secret[0] ? secret : NULL);
+		imp_cred_body_text(t, &s->c, s->has_secret ? s->secret : NULL);
 	}
 	imp_jtext_raw(t, "}\n", 2);
-	if(t->failed) {
-		rc = IMP_ERR_NOMEM;
+	if(t->failed && t->len + 4096 < t->max) {
+		/* Out of memory for this answer alone: the line is stored, and sent again at this
+		 * line (a resumed batch) it gets its device with a new secret. */
 		t->len = start;
 		t->failed = 0;
+		api_fail(b->r, IMP_ERR_NOMEM, "not_answered", NULL,
+		         "the device was stored but its answer could not be made; send the line again");
+		put_line(t, line_error(b->r, line, IMP_ERR_NOMEM));
 	}
-out:
-	*is_err = rc != IMP_OK;
-	if(rc) {
-		put_line(t, line_error(r, line, rc));
-		b->failed++;
-	} else if(renewed) {
-		b->renewed++;
-	} else {
-		b->created++;
-	}
-	sodium_memzero(secret, sizeof secret);
-	imp_credential_clear(&c);
-	imp_entity_clear(&e);
-	imp_free(csr);
-	json_decref(body);
-	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
 }
 
-/* Runs the waiting lines inside the group's transaction. Unmarked, they run without a
+/* Pass two over the group's lines, inside its transaction. Unmarked, they run without a
  * savepoint each: a savepoint per line costs SQLite a copy of every page each line touches
  * (the device row and its indexes), and nearly every line either succeeds or fails before
- * it writes. When a line fails after writing, run_lines stops and sets *redo: the caller
+ * it writes. When a line fails after writing, write_lines stops and sets *redo: the caller
  * undoes the group and runs it again marked, a savepoint around each line, so that the
  * failed line alone leaves nothing behind. */
-static imp_err run_lines(batch *b, int64_t first, int marked, int *redo)
+static imp_err write_lines(batch *b, int64_t first, int marked, int *redo)
 {
 	imp_req *r = b->r;
 	imp_err rc = IMP_OK;
 	*redo = 0;
 	memset(&b->refs, 0, sizeof b->refs);
-	b->text.len = 0;
-	b->ran = 0;
-	b->off[0] = 0;
 	for(size_t i = 0; i < b->np; i++) {
 		if(marked && (rc = imp_db_mark(r->db))) return rc;
 		int64_t f = b->failed, w = imp_db_writes(r->db);
-		rc = do_line(b, b->arena + b->p[i].off, b->p[i].len, first + (int64_t)i, b->p[i].too_long, &b->is_err[i]);
+		rc = write_line(b, i, first + (int64_t)i);
 		if(marked) {
 			imp_err urc = imp_db_unmark(r->db, b->failed != f);
 			if(!rc) rc = urc;
@@ -295,10 +366,19 @@ static imp_err run_lines(batch *b, int64_t first, int marked, int *redo)
 			return IMP_OK;
 		}
 		if(rc) return rc;
-		b->off[i + 1] = b->text.len;
-		b->ran = i + 1;
 	}
 	return IMP_OK;
+}
+
+/* Every line back to unprepared, and pass one again. */
+static void prep_lines(batch *b, int64_t first)
+{
+	b->errs.len = 0;
+	for(size_t i = 0; i < b->np; i++) {
+		clear_line(&b->st[i]);
+		prep_line(b, i, first + (int64_t)i);
+		if(b->st[i].state == LINE_EARLY_ERR) b->failed++;
+	}
 }
 
 /* Writers in other processes (the broker plugin's connection status) wait for SQLite's
@@ -317,21 +397,25 @@ static void give_way(batch *b)
 	b->held_since_us = imp_mono_us();
 }
 
-/* Runs the waiting lines in one transaction and writes their answers once it committed. */
+/* Runs the waiting lines: prepared, stored in one transaction, answered once it committed. */
 static imp_err run_group(batch *b)
 {
 	imp_req *r = b->r;
 	if(b->np == 0) return IMP_OK;
 	int64_t first = b->line - (int64_t)b->np;
 	int64_t created = b->created, renewed = b->renewed, failed = b->failed;
-	imp_err rc = imp_db_begin(&r->db);
+	prep_lines(b, first);
+	imp_err rc = b->errs.failed ? IMP_ERR_NOMEM : imp_db_begin(&r->db);
 	int redo = 0;
-	if(!rc) rc = run_lines(b, first, 0, &redo);
+	if(!rc) rc = write_lines(b, first, 0, &redo);
 	if(!rc && redo) {
 		b->created = created;
 		b->renewed = renewed;
 		b->failed = failed;
-		if(!(rc = imp_db_undo(r->db))) rc = run_lines(b, first, 1, &redo);
+		if(!(rc = imp_db_undo(r->db))) {
+			prep_lines(b, first);
+			rc = b->errs.failed ? IMP_ERR_NOMEM : write_lines(b, first, 1, &redo);
+		}
 	}
 	if(!rc) {
 		json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "batch", b->name + 2, "firstLine", (json_int_t)first,
@@ -340,19 +424,21 @@ static imp_err run_group(batch *b)
 		rc = api_audit(r, "batch", "device", NULL, d);
 		json_decref(d);
 	}
-	if(!rc) rc = imp_db_commit(&r->db);
+	if(!rc) rc = imp_db_commit_now(&r->db);
 	else imp_db_rollback(&r->db);
 	give_way(b);
 	imp_err wrc = IMP_OK;
+	b->text.len = 0;
 	if(!rc) {
-		if(fwrite(b->text.s, 1, b->text.len, b->out) != b->text.len) wrc = IMP_ERR_IO;
+		for(size_t j = 0; j < b->np; j++) answer_line(b, j, first + (int64_t)j);
+		if(b->text.failed || fwrite(b->text.s, 1, b->text.len, b->out) != b->text.len) wrc = IMP_ERR_IO;
 	} else {
 		/* Nothing of this group was kept: say so on every line but those that failed on
-		 * their own (whose answers, when the group stopped early, may not exist). */
+		 * their own. */
 		for(size_t j = 0; j < b->np && !wrc; j++) {
-			if(j < b->ran && b->is_err[j]) {
-				size_t n = b->off[j + 1] - b->off[j];
-				if(fwrite(b->text.s + b->off[j], 1, n, b->out) != n) wrc = IMP_ERR_IO;
+			line_st *s = &b->st[j];
+			if(s->state == LINE_EARLY_ERR || s->state == LINE_PREP_ERR || s->state == LINE_ERR) {
+				if(fwrite(b->errs.s + s->err_off, 1, s->err_len, b->out) != s->err_len) wrc = IMP_ERR_IO;
 				continue;
 			}
 			api_fail(r, rc, "not_stored", NULL, "the group of lines this one was in could not be stored; send it again");
@@ -363,6 +449,8 @@ static imp_err run_group(batch *b)
 	}
 	if(b->text.s) sodium_memzero(b->text.s, b->text.len);
 	b->text.len = 0;
+	for(size_t j = 0; j < b->np; j++) clear_line(&b->st[j]);
+	b->errs.len = 0;
 	if(rc) {
 		b->failed += b->created - created + b->renewed - renewed;
 		b->created = created;
@@ -471,6 +559,7 @@ static imp_err batch_open(imp_req *r, void **state)
 	b->r = r;
 	b->generation = generation;
 	imp_jtext_init(&b->text, TEXT_MAX);
+	imp_jtext_init(&b->errs, TEXT_MAX);
 	b->credentials = cred && strcmp(cred, "true") == 0;
 	b->line = first;
 	/* Keyed names and the names of unkeyed batches live apart: "k:" and "a:". */
@@ -525,7 +614,9 @@ static imp_err batch_finish(void *state, int *fd, uint64_t *size, const char **c
 static void batch_close(void *state)
 {
 	batch *b = state;
+	for(size_t i = 0; i < GROUP_LINES; i++) clear_line(&b->st[i]);
 	imp_jtext_free(&b->text);
+	imp_jtext_free(&b->errs);
 	imp_render_cache_clear(&b->cache);
 	json_decref(b->activated);
 	if(b->out) fclose(b->out);

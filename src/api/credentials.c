@@ -74,28 +74,42 @@ static imp_err activate(imp_req *r, const char *entity_type, const char *entity_
 	return imp_db_device_activate(r->db, r->who.account, entity_id, r->who.actor_id.s, &changed);
 }
 
-imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, int fresh, char *secret,
-                          imp_credential *c, int *replaced)
+imp_err imp_cred_password_new(imp_req *r, char *secret, char *hash, imp_id *id)
 {
 	uint8_t raw[IMP_SECRET_BYTES];
-	char hash[65];
-	memset(c, 0, sizeof *c);
 	if(imp_random(raw, sizeof raw)) return IMP_ERR_CRYPTO;
 	imp_b64_encode(raw, sizeof raw, secret, 0);
 	sodium_memzero(raw, sizeof raw);
 	imp_secret_hash(&r->app->keys, secret, hash);
-	imp_err rc = imp_id_new(&c->id);
-	if(rc) return rc;
+	return imp_id_new(id);
+}
+
+imp_err imp_cred_password_put(imp_req *r, const char *entity_type, const char *entity_id, int fresh, const char *hash,
+                              const imp_id *id, imp_credential *c, int *replaced)
+{
+	memset(c, 0, sizeof *c);
+	c->id = *id;
 	c->account = r->who.account;
 	c->account_id = r->who.account_id;
 	snprintf(c->entity_type, sizeof c->entity_type, "%s", entity_type);
 	snprintf(c->entity_id.s, sizeof c->entity_id.s, "%s", entity_id);
 	snprintf(c->method, sizeof c->method, "password");
 	c->created_by = r->who.actor_id;
-	rc = imp_db_credential_put(r->db, c, hash, fresh ? NULL : replaced);
-	sodium_memzero(hash, sizeof hash);
+	imp_err rc = imp_db_credential_put(r->db, c, hash, fresh ? NULL : replaced);
 	if(fresh) *replaced = 0;
 	else if(!rc) rc = activate(r, entity_type, entity_id);
+	return rc;
+}
+
+imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, int fresh, char *secret,
+                          imp_credential *c, int *replaced)
+{
+	char hash[65];
+	imp_id id;
+	memset(c, 0, sizeof *c);
+	imp_err rc = imp_cred_password_new(r, secret, hash, &id);
+	if(!rc) rc = imp_cred_password_put(r, entity_type, entity_id, fresh, hash, &id, c, replaced);
+	sodium_memzero(hash, sizeof hash);
 	return rc;
 }
 

@@ -13,6 +13,12 @@
  * no credential yet, and stored it activated already; neither is looked at again. */
 imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entity_id, int fresh, char *secret,
                           imp_credential *c, int *replaced);
+/* Its two halves, for the batch: the new secret (secret[IMP_SECRET_LEN + 1]), its keyed hash
+ * (hash[65]) and the credential's id, which need no store and no transaction; then, inside
+ * the write transaction, storing them. */
+imp_err imp_cred_password_new(imp_req *r, char *secret, char *hash, imp_id *id);
+imp_err imp_cred_password_put(imp_req *r, const char *entity_type, const char *entity_id, int fresh, const char *hash,
+                              const imp_id *id, imp_credential *c, int *replaced);
 
 /* Inside the caller's write transaction: registers a device certificate (cert_pem) or
  * signs a CSR (csr_pem) with the account's device CA, replacing any previous credential,

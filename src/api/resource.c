@@ -295,8 +295,8 @@ static imp_err fail_store(imp_req *r, imp_err rc, const char *kind)
 	return api_fail(r, rc, NULL, NULL, "the %s could not be stored", kind);
 }
 
-imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
-                            imp_entity *e)
+imp_err imp_res_prepare_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
+                             imp_entity *e)
 {
 	static const imp_insert_opts none = {0};
 	imp_err rc;
@@ -310,11 +310,26 @@ imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, c
 	e->account = r->who.account;
 	e->account_id = r->who.account_id;
 	e->created_by = r->who.actor_id;
+	return IMP_OK;
+}
+
+imp_err imp_res_insert_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e)
+{
+	static const imp_insert_opts none = {0};
+	imp_err rc;
+	if(!opts) opts = &none;
 	if((rc = check_refs(r, res, e->doc, opts->refs))) return rc;
 	if(res->validate && (rc = res->validate(r, e->doc, NULL))) return rc;
 	rc = imp_db_insert_at(r->db, res->kind, e, NULL, opts->version > 0 ? opts->version : 1);
 	if(rc) return fail_store(r, rc, res->kind->name);
 	return IMP_OK;
+}
+
+imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
+                            imp_entity *e)
+{
+	imp_err rc = imp_res_prepare_from(r, res, body, opts, e);
+	return rc ? rc : imp_res_insert_prepared(r, res, opts, e);
 }
 
 imp_err imp_res_create(imp_req *r)

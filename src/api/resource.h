@@ -88,6 +88,12 @@ typedef struct {
  * secret. */
 imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
                             imp_entity *e);
+/* The two halves of imp_res_insert_from: building e from body (its fields, defaults,
+ * opts->set, a new id), which needs no store, and then, inside the write transaction, the
+ * reference checks, the kind's rules and the insert. */
+imp_err imp_res_prepare_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
+                             imp_entity *e);
+imp_err imp_res_insert_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e);
 
 /* Reads page, pageSize, sortBy, sortOrder, meta, results, cursor and accountId into q. */
 imp_err imp_list_args(imp_req *r, imp_query *q, int *want_results);

@@ -80,7 +80,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	if(v == IMP_ALLOW) {
 		imp_mqtt_principal p;
 		imp_err rc = load_principal(clientid, &row, &p);
-		if(!rc) rc = plugin__clients_put(ed->client, &p);
+		if(!rc) rc = plugin__clients_put(ed->client, row.change_seq, &p);
 		if(rc) v = IMP_DENY_STORE;
 		else if(row.is_device && plugin__status_push(clientid, row.device_key, 1))
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: status queue full, connect of %s not recorded", clientid);
@@ -171,6 +171,10 @@ static int on_change(int64_t seq, const char *entity_id, const char *what, void 
 		plugin__templates_forget(entity_id);
 		return 0;
 	}
+	/* A session that logged in on a store that held this change already (a device that
+	 * reconnected with its new secret before this tick) stays. */
+	plugin_client *c = plugin__clients_get(entity_id);
+	if(c && c->change_seq >= seq) return 0;
 	/* The session ends (its disconnect event still finds the cache entry), then what was
 	 * kept about it goes: the next connect reads the store afresh. */
 	if(mosquitto_kick_client_by_clientid(entity_id, false) == MOSQ_ERR_SUCCESS)

@@ -9,13 +9,14 @@
  * object while the session is live, NULL while a persistent session waits offline. */
 typedef struct plugin_client {
 	const void *conn;
+	int64_t change_seq;      /* the change feed's last seq when the client logged in */
 	imp_mqtt_principal p;
 	struct plugin_client *next;
 } plugin_client;
 
 /* Keeps p (taking its channels) for client id p->id, replacing any entry of that id.
  * IMP_ERR_NOMEM (p is then cleared). */
-imp_err plugin__clients_put(const void *conn, imp_mqtt_principal *p);
+imp_err plugin__clients_put(const void *conn, int64_t change_seq, imp_mqtt_principal *p);
 /* The entry of client id, or NULL. */
 plugin_client *plugin__clients_get(const char *id);
 /* Drops the entry of client id, if any. */

@@ -60,7 +60,7 @@ void plugin__clients_del(const char *id)
 	}
 }
 
-imp_err plugin__clients_put(const void *conn, imp_mqtt_principal *p)
+imp_err plugin__clients_put(const void *conn, int64_t change_seq, imp_mqtt_principal *p)
 {
 	plugin__clients_del(p->id);
 	if(count >= nbuckets && grow() && !nbuckets) {
@@ -73,6 +73,7 @@ imp_err plugin__clients_put(const void *conn, imp_mqtt_principal *p)
 		return IMP_ERR_NOMEM;
 	}
 	c->conn = conn;
+	c->change_seq = change_seq;
 	c->p = *p;
 	p->channels = NULL;
 	p->nchannels = 0;

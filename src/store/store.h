@@ -37,6 +37,11 @@ void imp_store_set_checkpoint(imp_store *s, int wake_pages, int inline_pages);
  * and commit, use *db for every read and write. rollback without begin does nothing. */
 imp_err imp_db_begin(imp_db **db);
 imp_err imp_db_commit(imp_db **db);
+/* commit, but at once, with whatever the open group holds, instead of leaving the
+ * transaction open for the writers queued behind: for work big enough on its own (a batch
+ * group), whose caller would otherwise wait for the next writer's work before it can
+ * answer, and two requests of one batch client could never overlap. */
+imp_err imp_db_commit_now(imp_db **db);
 void imp_db_rollback(imp_db **db);
 
 /* Inside a write transaction: mark a point, then keep (undo 0) or undo (undo 1) what was
@@ -247,6 +252,7 @@ typedef struct {
 	int is_device, disabled;
 	char auth_method[IMP_METHOD_LEN];       /* device's template: password, certificate */
 	int64_t device_key;                     /* a device's row key (its status is written by it) */
+	int64_t change_seq;                     /* the change feed's last seq as this read saw it */
 	char template_id[IMP_UUID_LEN + 1];     /* a device's template */
 } imp_auth_row;
 

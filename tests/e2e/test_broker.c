@@ -769,6 +769,14 @@ static void regenerate_disconnects(void **state)
 	cl_close(c);
 	assert_int_equal(connack(d1, NULL, old, 5), 0x87);
 	assert_int_equal(connack(d1, NULL, SECRET[D1], 5), 0);
+	/* A device that reconnects with its new secret before the broker has read the change
+	 * (it reads the feed every 200 ms) keeps that new session. */
+	gen_secret(S.admin.api_key, d1, "device", SECRET[D1]);
+	cl *n = cl_connect(d1, NULL, SECRET[D1], 5);
+	assert_int_equal(get(n, &n->connack), 0);
+	sleep_ms(700);
+	assert_int_equal(get(n, &n->gone), 0);
+	cl_close(n);
 }
 
 static void disable_disconnects(void **state)

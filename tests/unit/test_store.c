@@ -1348,7 +1348,7 @@ static void test_wal_stays_short(void **state)
 	pthread_t rt, t[WRITERS];
 	assert_int_equal(pthread_create(&rt, NULL, reader_thread, &ra), 0);
 	writer_arg args[WRITERS];
-	for(int round = 0; round < 4; round++) {
+	for(int round = 0; round < 12; round++) {
 		for(int i = 0; i < WRITERS; i++) {
 			args[i] = (writer_arg){c, round * WRITERS + i, 0, 0};
 			assert_int_equal(pthread_create(&t[i], NULL, writer_thread, &args[i]), 0);
@@ -1369,8 +1369,9 @@ static void test_wal_stays_short(void **state)
 	assert_int_equal(fseek(f, 0, SEEK_END), 0);
 	long size = ftell(f);
 	fclose(f);
-	/* Written in all: thousands of pages (each transaction a few). */
-	if(size > 1024L * 4096) fail_msg("the WAL grew to %ld bytes", size);
+	/* Written in all: over 5,000 pages (each transaction a few); without the writer's
+	 * last step the WAL held them all (20 MB and more). */
+	if(size > 2048L * 4096) fail_msg("the WAL grew to %ld bytes", size);
 	assert_int_equal(imp_db_integrity(c->db), IMP_OK);
 }
 

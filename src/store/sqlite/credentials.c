@@ -228,7 +228,7 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 	/* A device first (it may have no credential yet), then any other entity's credential. */
 	sqlite3_stmt *st = store__stmt(db,
 		"SELECT d.account, d.disabled, t.auth_method, c.method, c.secret, c.fingerprint, c.not_after, a.id,"
-		" d.key, d.template_id FROM devices d JOIN device_templates t ON t.id = d.template_id AND t.account = d.account"
+		" d.key, d.template_id, (SELECT coalesce(max(seq), 0) FROM changes) FROM devices d JOIN device_templates t ON t.id = d.template_id AND t.account = d.account"
 		" JOIN accounts a ON a.key = d.account"
 		" LEFT JOIN credentials c ON c.entity_id = d.id AND c.account = d.account WHERE d.id = ?");
 	if(!st) return IMP_ERR_STORE;
@@ -247,14 +247,15 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 		text_into(out->account_id.s, sizeof out->account_id.s, st, 7);
 		out->device_key = sqlite3_column_int64(st, 8);
 		text_into(out->template_id, sizeof out->template_id, st, 9);
+		out->change_seq = sqlite3_column_int64(st, 10);
 		sqlite3_reset(st);
 		return IMP_OK;
 	}
 	sqlite3_reset(st);
 	if(rc != SQLITE_DONE) return store__rc(rc);
 	/* A user's credential counts only while the user exists (deletes also revoke it). */
-	st = store__stmt(db, "SELECT c.account, c.entity_type, c.method, c.secret, c.fingerprint, c.not_after, a.id"
-	                     " FROM credentials c JOIN accounts a ON a.key = c.account WHERE c.entity_id = ?1 AND (c.entity_type != 'accountUser'"
+	st = store__stmt(db, "SELECT c.account, c.entity_type, c.method, c.secret, c.fingerprint, c.not_after, a.id,"
+	                     " (SELECT coalesce(max(seq), 0) FROM changes) FROM credentials c JOIN accounts a ON a.key = c.account WHERE c.entity_id = ?1 AND (c.entity_type != 'accountUser'"
 	                     " OR EXISTS (SELECT 1 FROM account_users u WHERE u.id = ?1 AND u.account = c.account))"
 	                     " AND (c.entity_type != 'endUser' OR EXISTS (SELECT 1 FROM end_users e WHERE e.id = ?1 AND e.account = c.account))");
 	if(!st) return IMP_ERR_STORE;
@@ -269,6 +270,7 @@ imp_err imp_db_auth_lookup(imp_db *db, const char *id, imp_auth_row *out)
 		text_into(out->fingerprint, sizeof out->fingerprint, st, 4);
 		out->not_after = (uint64_t)sqlite3_column_int64(st, 5);
 		text_into(out->account_id.s, sizeof out->account_id.s, st, 6);
+		out->change_seq = sqlite3_column_int64(st, 7);
 	} else {
 		err = rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
 	}

@@ -42,6 +42,8 @@ struct imp_writer {
  * fall far behind, the writer checkpoints itself at commit as SQLite would, so the WAL
  * stays bounded. bench/README.md has the figures. */
 #define CKPT_PAGES 4096           /* 16 MiB of WAL wakes the checkpointer */
+#define FINISH_WAIT_MS 20         /* the writer's wait for readers to leave the WAL */
+#define WRITER_BUSY_MS 10000
 #define CKPT_INLINE_PAGES 65536   /* 256 MiB: the writer checkpoints itself */
 
 struct imp_ckpt {
@@ -143,7 +145,7 @@ static imp_err db_open(const char *path, int flags, imp_db **out)
 		imp_free(db);
 		return IMP_ERR_STORE;
 	}
-	sqlite3_busy_timeout(db->conn, 10000);
+	sqlite3_busy_timeout(db->conn, WRITER_BUSY_MS);
 	imp_err rc = store__exec(db,
 		"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
 		"PRAGMA cache_size=-16384; PRAGMA mmap_size=" MMAP_READERS "; PRAGMA temp_store=MEMORY;");
@@ -456,11 +458,11 @@ static imp_err writer_exec(imp_db *db, const char *sql)
 	return store__rc(rc);
 }
 
-static imp_err writer_finish(struct imp_writer *w, int failed_self)
+static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 {
 	uint64_t mine = w->gen;
 	w->count++;
-	if(atomic_load(&w->waiting) == 0 || w->count >= GROUP_MAX) {
+	if(now || atomic_load(&w->waiting) == 0 || w->count >= GROUP_MAX) {
 		imp_err rc = writer_exec(w->db, "COMMIT");
 		if(rc) writer_exec(w->db, "ROLLBACK");
 		w->open = 0;
@@ -487,8 +489,14 @@ imp_err imp_db_begin(imp_db **dbp)
 	imp_err rc = IMP_OK;
 	if(!w->open) {
 		if(atomic_exchange(&w->finish_ckpt, 0)) {
-			int crc = sqlite3_wal_checkpoint_v2(w->db->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-			if(crc == SQLITE_BUSY) atomic_store(&w->finish_ckpt, 1);   /* the checkpointer's pass: later */
+			/* RESTART: the rest of the copy, then a wait (FINISH_WAIT_MS at most) for the
+			 * readers still on the WAL's frames to end their reads, so this transaction
+			 * starts the WAL over. PASSIVE left that to chance, which a loaded machine
+			 * with readers throughout lost every time. */
+			sqlite3_busy_timeout(w->db->conn, FINISH_WAIT_MS);
+			int crc = sqlite3_wal_checkpoint_v2(w->db->conn, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+			sqlite3_busy_timeout(w->db->conn, WRITER_BUSY_MS);
+			if(crc == SQLITE_BUSY) atomic_store(&w->finish_ckpt, 1);   /* try again at the next */
 		}
 		if((rc = writer_exec(w->db, "BEGIN IMMEDIATE"))) {
 			pthread_mutex_unlock(&w->lock);
@@ -498,7 +506,7 @@ imp_err imp_db_begin(imp_db **dbp)
 		w->gen = w->committed + 1;
 	}
 	if((rc = writer_exec(w->db, "SAVEPOINT request"))) {
-		writer_finish(w, 1);
+		writer_finish(w, 1, 0);
 		return rc;
 	}
 	own_db = *dbp;
@@ -506,7 +514,7 @@ imp_err imp_db_begin(imp_db **dbp)
 	return IMP_OK;
 }
 
-imp_err imp_db_commit(imp_db **dbp)
+static imp_err commit(imp_db **dbp, int now)
 {
 	if(!own_db) return IMP_ERR_STORE;
 	struct imp_writer *w = &own_db->store->writer;
@@ -516,11 +524,14 @@ imp_err imp_db_commit(imp_db **dbp)
 	if(rc) {
 		writer_exec(w->db, "ROLLBACK TO request");
 		writer_exec(w->db, "RELEASE request");
-		writer_finish(w, 1);
+		writer_finish(w, 1, 0);
 		return rc;
 	}
-	return writer_finish(w, 0);
+	return writer_finish(w, 0, now);
 }
+
+imp_err imp_db_commit(imp_db **dbp) { return commit(dbp, 0); }
+imp_err imp_db_commit_now(imp_db **dbp) { return commit(dbp, 1); }
 
 void imp_db_rollback(imp_db **dbp)
 {
@@ -530,7 +541,7 @@ void imp_db_rollback(imp_db **dbp)
 	own_db = NULL;
 	writer_exec(w->db, "ROLLBACK TO request");
 	writer_exec(w->db, "RELEASE request");
-	writer_finish(w, 1);
+	writer_finish(w, 1, 0);
 }
 
 /* ROLLBACK TO leaves the savepoint open: the caller stays in its transaction. */
