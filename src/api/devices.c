@@ -236,10 +236,11 @@ static int channels_pre(imp_render_cache *cache, const char *account_id)
 static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache)
 {
 	imp_render_cache local = {0};
-	if(!cache) cache = &local;
+	int one = !cache;   /* a single device: no pieces worth making */
+	if(one) cache = &local;
 	imp_err rc = channel_templates(db, e, cache);
 	if(rc) return rc;
-	if(strlen(e->id.s) != ID_LEN ||
+	if(one || strlen(e->id.s) != ID_LEN ||
 	   (strcmp(cache->text_account, e->account_id.s) != 0 && channels_pre(cache, e->account_id.s))) {
 		rc = channels_text(t, cache->value, e->account_id.s, e->id.s, NULL);
 		imp_render_cache_clear(&local);
