@@ -107,7 +107,7 @@ static void *run(void *arg)
 		pthread_mutex_lock(&S.lock);
 		/* Let changes gather until the window is over (stop ends the wait). */
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		uint64_t spent_us = imp_mono_us() - began, left_us = 0;
 		if(spent_us < WRITE_EVERY_MS * 1000) left_us = WRITE_EVERY_MS * 1000 - spent_us;
 		until.tv_nsec += (long)(left_us % 1000000) * 1000;
@@ -133,6 +133,14 @@ imp_err plugin__status_start(const char *path)
 		atomic_fetch_add(&S.failures, 1);
 	}
 	S.stop = 0;
+	/* The window's wait on the monotonic clock: a step of the wall clock must not hold the
+	 * status writes back. */
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&S.wake);
+	pthread_cond_init(&S.wake, &attr);
+	pthread_condattr_destroy(&attr);
 	if(pthread_create(&S.thread, NULL, run, NULL)) {
 		imp_db_close(&S.db);
 		return IMP_ERR_NOMEM;
