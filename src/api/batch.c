@@ -265,6 +265,7 @@ static imp_err write_line(batch *b, size_t i, int64_t line)
 	} else if(rc == IMP_ERR_NOT_FOUND) {
 		if(s->state == LINE_PREP_ERR) {
 			/* the new device's own fault, found in pass one: that is the answer */
+			s->state = LINE_ERR;
 			b->failed++;
 			return IMP_OK;
 		}
@@ -434,10 +435,11 @@ static imp_err run_group(batch *b)
 		if(b->text.failed || fwrite(b->text.s, 1, b->text.len, b->out) != b->text.len) wrc = IMP_ERR_IO;
 	} else {
 		/* Nothing of this group was kept: say so on every line but those that failed on
-		 * their own. */
+		 * their own (a line whose new device failed in pass one but that pass two never
+		 * reached is undecided: it might have been a line seen before). */
 		for(size_t j = 0; j < b->np && !wrc; j++) {
 			line_st *s = &b->st[j];
-			if(s->state == LINE_EARLY_ERR || s->state == LINE_PREP_ERR || s->state == LINE_ERR) {
+			if(s->state == LINE_EARLY_ERR || s->state == LINE_ERR) {
 				if(fwrite(b->errs.s + s->err_off, 1, s->err_len, b->out) != s->err_len) wrc = IMP_ERR_IO;
 				continue;
 			}
