@@ -193,19 +193,6 @@ static imp_err channels_text(imp_jtext *t, json_t *list, const char *account_id,
 	return t->failed ? IMP_ERR_NOMEM : IMP_OK;
 }
 
-/* Letters, digits, '_', '-', '/': what imp_channel_name_valid lets in, none of which JSON
- * escapes. */
-static int plain_name(const char *s)
-{
-	for(; s && *s; s++) {
-		char c = *s;
-		if(!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-		     c == '/'))
-			return 0;
-	}
-	return s != NULL;
-}
-
 /* The cached template's channels as text for a stand-in device id, and where it stands:
  * every device of the account gets the same bytes around its id, so a device's channels
  * are those pieces with its id between (a batch renders thousands). 0 when done, -1 when
@@ -220,8 +207,11 @@ static int channels_pre(imp_render_cache *cache, const char *account_id)
 	cache->text_account[0] = '\0';
 	size_t i, n = json_array_size(cache->value);
 	json_t *c;
+	char why[160];
+	/* The names a channel template may have need no escape in JSON. */
 	json_array_foreach(cache->value, i, c) {
-		if(!plain_name(json_string_value(json_object_get(c, "name")))) return -1;
+		const char *name = json_string_value(json_object_get(c, "name"));
+		if(!name || !imp_channel_name_valid(name, why, sizeof why)) return -1;
 	}
 	if(strlen(account_id) != ID_LEN || (n && !(cache->cuts = imp_malloc(n * sizeof *cache->cuts)))) return -1;
 	imp_jtext_init(&cache->text, 16 * 1024 * 1024);

@@ -295,12 +295,13 @@ static imp_err fail_store(imp_req *r, imp_err rc, const char *kind)
 	return api_fail(r, rc, NULL, NULL, "the %s could not be stored", kind);
 }
 
+static const imp_insert_opts NO_OPTS;
+
 imp_err imp_res_prepare_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
                              imp_entity *e)
 {
-	static const imp_insert_opts none = {0};
 	imp_err rc;
-	if(!opts) opts = &none;
+	if(!opts) opts = &NO_OPTS;
 	memset(e, 0, sizeof *e);
 	e->doc = json_object();
 	if(!e->doc) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
@@ -315,9 +316,8 @@ imp_err imp_res_prepare_from(imp_req *r, const imp_resource *res, json_t *body, 
 
 imp_err imp_res_insert_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e)
 {
-	static const imp_insert_opts none = {0};
 	imp_err rc;
-	if(!opts) opts = &none;
+	if(!opts) opts = &NO_OPTS;
 	if((rc = check_refs(r, res, e->doc, opts->refs))) return rc;
 	if(res->validate && (rc = res->validate(r, e->doc, NULL))) return rc;
 	rc = imp_db_insert_at(r->db, res->kind, e, NULL, opts->version > 0 ? opts->version : 1);

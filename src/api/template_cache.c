@@ -4,6 +4,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/ids.h"
+
 #define SLOTS 64
 
 struct slot {
@@ -44,12 +46,7 @@ static imp_err docs_where(imp_db *db, const imp_kind *k, int64_t account, const 
 	return rc;
 }
 
-static unsigned slot_of(const char *tid)
-{
-	uint32_t h = 2166136261u;
-	for(; *tid; tid++) h = (h ^ (uint8_t)*tid) * 16777619u;
-	return h % SLOTS;
-}
+static unsigned slot_of(const char *tid) { return imp_id_hash(tid) % SLOTS; }
 
 imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, json_t **channels, json_t **fields)
 {

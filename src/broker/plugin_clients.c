@@ -5,16 +5,12 @@
 #include <string.h>
 
 #include "broker/plugin.h"
+#include "core/ids.h"
 
 static plugin_client **buckets;
 static size_t nbuckets, count;
 
-static size_t hash(const char *id)
-{
-	uint32_t h = 2166136261u;
-	for(; *id; id++) h = (h ^ (uint8_t)*id) * 16777619u;
-	return h;
-}
+static size_t hash(const char *id) { return imp_id_hash(id); }
 
 static int grow(void)
 {

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "broker/plugin.h"
+#include "core/ids.h"
 #include "core/limits.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
@@ -41,14 +42,6 @@ static struct {
 	atomic_ulong failures;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-/* FNV-1a of a device id. */
-static uint32_t id_hash(const char *id)
-{
-	uint32_t h = 2166136261u;
-	for(; *id; id++) h = (h ^ (uint8_t)*id) * 16777619u;
-	return h;
-}
-
 /* Writes the last change of each device in items: both columns come from it, so the
  * earlier ones (a connect and its disconnect in one batch, as in a reconnect storm) would
  * only be overwritten in the same transaction. seen: 2n slots, scratch. */
@@ -58,7 +51,7 @@ static void write_all(const struct item *items, size_t n, uint32_t *seen)
 	memset(seen, 0, slots * sizeof *seen);
 	imp_err rc = imp_db_tx_begin(S.db);
 	for(size_t i = n; !rc && i-- > 0;) {
-		size_t k = id_hash(items[i].id) % slots;
+		size_t k = imp_id_hash(items[i].id) % slots;
 		int dup = 0;
 		for(; seen[k]; k = (k + 1) % slots) {
 			if((dup = strcmp(items[seen[k] - 1].id, items[i].id) == 0)) break;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker/plugin.h"
+#include "core/ids.h"
 
 #define TEMPLATE_SLOTS 512
 
@@ -17,12 +18,7 @@ static struct slot {
 	size_t n;
 } T[TEMPLATE_SLOTS];
 
-static struct slot *slot_of(const char *template_id)
-{
-	uint32_t h = 2166136261u;
-	for(const char *c = template_id; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
-	return &T[h % TEMPLATE_SLOTS];
-}
+static struct slot *slot_of(const char *template_id) { return &T[imp_id_hash(template_id) % TEMPLATE_SLOTS]; }
 
 static void empty(struct slot *s)
 {

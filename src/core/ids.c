@@ -66,3 +66,10 @@ int imp_id_valid(const char *s)
 	}
 	return 1;
 }
+
+uint32_t imp_id_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for(; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}

@@ -16,4 +16,7 @@ imp_err imp_id_new(imp_id *out);
 /* 1 when s is a canonical UUID (any version, either case), else 0. */
 int imp_id_valid(const char *s);
 
+/* FNV-1a of an id's text (any string), for the hash tables keyed by ids. */
+uint32_t imp_id_hash(const char *s);
+
 #endif
