@@ -18,6 +18,7 @@
 
 #include "broker/plugin.h"
 #include "broker/verify.h"
+#include "core/crypto.h"
 #include "core/keys.h"
 #include "core/timeutil.h"
 
@@ -74,8 +75,23 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	X509 *cert = mosquitto_client_certificate(ed->client);
 	/* A password decides when one is given (a password for a certificate device is
 	 * refused there); otherwise the certificate of the TLS handshake. */
-	if(ed->password || !cert) v = imp_verify_password(G.db, &G.keys, clientid, ed->username, ed->password, &row);
-	else v = check_certificate(ed->client, clientid, ed->username, cert, &row);
+	const char *from = "store";
+	if(ed->password) {
+		/* Most logins are answered from memory; the store decides the others. */
+		uint8_t mac[IMP_HMAC_LEN];
+		imp_hmac(G.keys.hmac, ed->password, strlen(ed->password), mac);
+		if(plugin__logins_check(G.db, clientid, ed->username, mac, &row)) {
+			v = IMP_ALLOW;
+			from = "memory";
+		} else {
+			v = imp_verify_password(G.db, &G.keys, clientid, ed->username, ed->password, &row);
+			if(v == IMP_ALLOW) plugin__logins_put(clientid, mac, &row);
+		}
+	} else if(!cert) {
+		v = imp_verify_password(G.db, &G.keys, clientid, ed->username, NULL, &row);
+	} else {
+		v = check_certificate(ed->client, clientid, ed->username, cert, &row);
+	}
 	X509_free(cert);
 	if(v == IMP_ALLOW) {
 		imp_mqtt_principal p;
@@ -85,8 +101,8 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		else if(row.is_device && plugin__status_push(clientid, row.device_key, 1))
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: status queue full, connect of %s not recorded", clientid);
 	}
-	mosquitto_log_printf(v == IMP_ALLOW ? MOSQ_LOG_INFO : MOSQ_LOG_NOTICE, "imprint: %s %s %s",
-	                     v == IMP_ALLOW ? "allow" : "deny", loggable(clientid), imp_verdict_name(v));
+	mosquitto_log_printf(v == IMP_ALLOW ? MOSQ_LOG_INFO : MOSQ_LOG_NOTICE, "imprint: %s %s %s (%s)",
+	                     v == IMP_ALLOW ? "allow" : "deny", loggable(clientid), imp_verdict_name(v), from);
 	return mosq_err(v);
 }
 
@@ -189,6 +205,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	drop_due(now);
 	if(now < G.next_feed_ms) return MOSQ_ERR_SUCCESS;
 	G.next_feed_ms = now + FEED_EVERY_MS;
+	plugin__logins_tick(G.db);
 	/* A busy store (a checkpoint, a recovery) skips this tick rather than wait. */
 	if(!G.feed_ready) G.feed_ready = imp_db_changes_last(G.db, &G.last_seq) == IMP_OK;
 	else imp_db_changes_since(G.db, &G.last_seq, FEED_BATCH, on_change, NULL);
@@ -223,6 +240,7 @@ static void release(void)
 {
 	for(size_t i = 0; G.id && i < NCALLBACKS; i++) mosquitto_callback_unregister(G.id, CALLBACKS[i].event, CALLBACKS[i].cb, NULL);
 	plugin__status_stop();
+	plugin__logins_stop();
 	plugin__clients_free();
 	plugin__templates_free();
 	drop_head = drop_n = 0;
@@ -250,6 +268,8 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	snprintf(path, sizeof path, "%s/imprint.db", data);
 	imp_err rc = imp_db_open(path, 1, 0, &G.db);
 	if(!rc) rc = plugin__status_start(path);
+	if(!rc && plugin__logins_start(path))
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: cannot map %s-feed; every login reads the store", path);
 	if(rc) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "imprint: cannot open the store %s (%s)", path,
 		                     rc == IMP_ERR_NOT_FOUND ? "missing" : "older schema or unreadable; run imprint serve first");

@@ -33,6 +33,20 @@ void plugin__templates_put(int64_t account, const char *template_id, const imp_a
 void plugin__templates_forget(const char *template_id);
 void plugin__templates_free(void);
 
+/* Password logins of devices kept in memory (plugin_logins.c): start maps the feed's
+ * generation file beside the store at db_path and loads the table on a thread of its own
+ * (-1 when the file cannot be had: every login then asks the store). check: 1 and row
+ * filled as imp_verify_password would have, when the table holds clientid with this
+ * secret (mac: its keyed hash) and is current with the feed (read through db when it
+ * moved); 0 when the store must decide. put: keeps a device the store just allowed. tick:
+ * takes a finished load and follows the feed between logins. */
+int plugin__logins_start(const char *db_path);
+int plugin__logins_check(imp_db *db, const char *clientid, const char *username, const uint8_t *mac,
+                         imp_auth_row *row);
+void plugin__logins_put(const char *clientid, const uint8_t *mac, const imp_auth_row *row);
+void plugin__logins_tick(imp_db *db);
+void plugin__logins_stop(void);
+
 /* Starts the thread that writes connection status through its own read-write connection
  * to path (after marking every device disconnected: a starting broker has no sessions).
  * IMP_ERR_NOT_FOUND, IMP_ERR_STORE, IMP_ERR_NOMEM. */

@@ -282,6 +282,30 @@ imp_err imp_db_changes_since(imp_db *db, int64_t *last, int max, imp_change_fn f
 /* The newest change's seq (0 when none) into *seq. */
 imp_err imp_db_changes_last(imp_db *db, int64_t *seq);
 
+/* The change feed's generation: a counter in a file beside the store (the database's path
+ * with "-feed" appended) that goes up by one after every commit holding a change row.
+ * Another process (the broker plugin) tells whether the feed moved since it last read it
+ * with one memory read instead of a query; whatever it keeps about credentials stays exact
+ * by reading the feed whenever the generation is not the one it saw. Open maps the file,
+ * creating it when missing: IMP_ERR_STORE when it cannot. */
+typedef struct imp_feed imp_feed;
+imp_err imp_feed_open(const char *db_path, imp_feed **out);
+uint64_t imp_feed_gen(const imp_feed *f);
+void imp_feed_bump(imp_feed *f);
+void imp_feed_close(imp_feed **f);
+
+/* The devices that can log in with a password now (enabled, of a password template, with a
+ * password credential), in one read: before the first call of fn, *seq holds the change
+ * feed's last seq as of that read (every change after it is newer than the rows: the
+ * highest ever given, so the next change is *seq + 1) and *estimate an upper bound of the
+ * number of rows. fn returns non-zero to stop. */
+typedef struct {
+	const char *id, *account_id, *template_id, *secret;   /* secret: the keyed hash, hex */
+	int64_t key, account;
+} imp_login_row;
+typedef int (*imp_login_fn)(const imp_login_row *r, void *arg);
+imp_err imp_db_password_logins(imp_db *db, int64_t *seq, int64_t *estimate, imp_login_fn fn, void *arg);
+
 /* Standalone connections, for a process that shares the store but not its schema (the
  * broker plugin): no migrations; IMP_ERR_STORE when the schema is older than this build
  * expects, IMP_ERR_NOT_FOUND when the file does not exist. readonly: a read-only

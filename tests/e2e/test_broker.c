@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -324,6 +325,10 @@ static void connect_rules(void **state)
 		assert_int_equal(connack(d1, dev(D2), SECRET[D1], proto), refused);  /* client id != username */
 		assert_int_equal(connack("0190a0b0-0000-7000-8000-000000000000", NULL, "x", proto), refused);
 		assert_int_equal(connack("not-an-id", NULL, "x", proto), refused);
+		char upper[64];
+		snprintf(upper, sizeof upper, "%s", d1);
+		for(char *p = upper; *p; p++) *p = (char)toupper((unsigned char)*p);
+		assert_int_equal(connack(upper, NULL, SECRET[D1], proto), refused);   /* ids are exact text */
 		assert_int_equal(connack(dev(DB), NULL, BSECRET, proto), 0);          /* account B's device */
 		assert_int_equal(connack(getvar("U"), NULL, USECRET, proto), 0);     /* account user */
 		assert_int_equal(connack(getvar("U"), NULL, SECRET[D1], proto), refused);
@@ -333,6 +338,80 @@ static void connect_rules(void **state)
 	assert_false(h_broker_log_has(&BRK, USECRET));
 	assert_true(h_broker_log_has(&BRK, "imprint: deny"));
 	assert_true(h_broker_log_has(&BRK, "wrong_secret"));
+}
+
+/* 1 when the broker logged that clientid was let in from memory (from: "memory") or by
+ * the store ("store"). */
+static int allowed_from(const char *clientid, const char *from)
+{
+	char needle[128];
+	snprintf(needle, sizeof needle, "imprint: allow %s allow (%s)", clientid, from);
+	return h_broker_log_has(&BRK, needle);
+}
+
+/* Password logins answered from the plugin's memory (plugin_logins.c): loaded at start,
+ * added at a device's first login, and exact at once after each change, without waiting
+ * for the broker's tick. */
+static void logins_in_memory(void **state)
+{
+	for(uint64_t end = now_ms() + WAIT_MS; now_ms() < end && !h_broker_log_has(&BRK, "password logins in memory");)
+		sleep_ms(10);
+	assert_true(h_broker_log_has(&BRK, "password logins in memory"));
+	/* loaded at start: D2's first login here comes from memory */
+	const char *d2 = dev(D2);
+	assert_false(allowed_from(d2, "memory"));
+	assert_int_equal(connack(d2, NULL, SECRET[D2], 5), 0);
+	assert_true(allowed_from(d2, "memory"));
+	assert_int_equal(connack(d2, NULL, "wrong", 5), 0x87);
+	assert_int_equal(connack(d2, NULL, SECRET[D1], 5), 0x87);
+
+	/* a device made after the start: the store first, then memory */
+	json_decref(create("/api/v1/devices", "device", "{\"deviceTemplateId\":\"{T}\",\"serialNumber\":\"B-9\"}", "DN"));
+	const char *dn = getvar("DN");
+	char s1[64], s2[64];
+	gen_secret(S.admin.api_key, dn, "device", s1);
+	assert_int_equal(connack(dn, NULL, s1, 4), 0);
+	assert_true(allowed_from(dn, "store"));
+	assert_false(allowed_from(dn, "memory"));
+	assert_int_equal(connack(dn, dn, s1, 4), 0);
+	assert_true(allowed_from(dn, "memory"));
+
+	/* each change holds for the very next login */
+	gen_secret(S.admin.api_key, dn, "device", s2);
+	assert_int_equal(connack(dn, NULL, s1, 4), 5);
+	assert_int_equal(connack(dn, NULL, s2, 4), 0);
+	char path[160];
+	snprintf(path, sizeof path, "/api/v1/devices/%s/disable", dn);
+	h_resp r = api("POST", path, NULL);
+	check_resp(&r, 200, NULL, NULL, path);
+	h_resp_free(&r);
+	assert_int_equal(connack(dn, NULL, s2, 4), 5);
+	snprintf(path, sizeof path, "/api/v1/devices/%s/enable", dn);
+	r = api("POST", path, NULL);
+	check_resp(&r, 200, NULL, NULL, path);
+	h_resp_free(&r);
+	assert_int_equal(connack(dn, NULL, s2, 4), 0);
+	assert_int_equal(connack(dn, NULL, s2, 4), 0);
+	snprintf(path, sizeof path, CRED_PATH "?entityId=%s", dn);
+	r = api("GET", path, NULL);
+	check_resp(&r, 200, NULL, NULL, path);
+	snprintf(path, sizeof path, CRED_PATH "/%s", h_str(&r, "mqttCredentials.results.0.id"));
+	h_resp_free(&r);
+	r = api("DELETE", path, NULL);
+	check_resp(&r, 204, NULL, NULL, path);
+	h_resp_free(&r);
+	assert_int_equal(connack(dn, NULL, s2, 4), 5);
+	gen_secret(S.admin.api_key, dn, "device", s1);
+	assert_int_equal(connack(dn, NULL, s1, 4), 0);
+	assert_int_equal(connack(dn, NULL, s1, 4), 0);
+	snprintf(path, sizeof path, "/api/v1/devices/%s", dn);
+	r = api("DELETE", path, NULL);
+	check_resp(&r, 204, NULL, NULL, path);
+	h_resp_free(&r);
+	assert_int_equal(connack(dn, NULL, s1, 4), 5);
+	/* none of it wrote a secret into the log */
+	assert_false(h_broker_log_has(&BRK, s1));
+	assert_false(h_broker_log_has(&BRK, s2));
 }
 
 static void device_topics(void **state)
@@ -935,6 +1014,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(setup_entities),
+		cmocka_unit_test(logins_in_memory),
 		cmocka_unit_test(connect_rules),
 		cmocka_unit_test(device_topics),
 		cmocka_unit_test(channel_changes_reach_new_sessions),

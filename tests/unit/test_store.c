@@ -35,7 +35,7 @@ typedef struct {
 
 static void remove_store_files(const char *dir)
 {
-	static const char *const names[] = {"store.db", "store.db-wal", "store.db-shm", "other.db",
+	static const char *const names[] = {"store.db", "store.db-wal", "store.db-shm", "store.db-feed", "other.db",
 	                                    "other.db-wal", "other.db-shm", NULL};
 	char p[256];
 	for(int i = 0; names[i]; i++) {
@@ -1243,6 +1243,141 @@ static void test_transactions_and_integrity(void **state)
 	assert_int_equal(imp_db_ping(c->db), IMP_OK);
 }
 
+/* ---- the change feed's generation and the broker's logins ---- */
+
+static void put_password(ctx *c, int64_t account, const imp_id *acct_id, const char *entity, const char *hash)
+{
+	imp_credential cr = {.account = account, .account_id = *acct_id};
+	assert_int_equal(imp_id_new(&cr.id), IMP_OK);
+	snprintf(cr.entity_type, sizeof cr.entity_type, "device");
+	snprintf(cr.entity_id.s, sizeof cr.entity_id.s, "%s", entity);
+	snprintf(cr.method, sizeof cr.method, "password");
+	cr.created_by = c->actor;
+	int replaced = 0;
+	assert_int_equal(imp_db_credential_put(c->db, &cr, hash, &replaced), IMP_OK);
+	if(replaced) assert_int_equal(imp_db_change(c->db, entity, "credential"), IMP_OK);
+}
+
+struct logins_seen {
+	int n;
+	char ids[8][IMP_UUID_LEN + 1];
+	char secrets[8][65];
+	int64_t accounts[8];
+};
+
+static int on_login(const imp_login_row *r, void *arg)
+{
+	struct logins_seen *ls = arg;
+	assert_true(ls->n < 8);
+	snprintf(ls->ids[ls->n], sizeof ls->ids[0], "%s", r->id);
+	snprintf(ls->secrets[ls->n], sizeof ls->secrets[0], "%s", r->secret);
+	ls->accounts[ls->n++] = r->account;
+	return 0;
+}
+
+static int seen_index(const struct logins_seen *ls, const char *id)
+{
+	for(int i = 0; i < ls->n; i++) {
+		if(strcmp(ls->ids[i], id) == 0) return i;
+	}
+	return -1;
+}
+
+static void test_feed_generation_and_logins(void **state)
+{
+	ctx *c = *state;
+	imp_feed *f = NULL;
+	assert_int_equal(imp_feed_open(c->path, &f), IMP_OK);
+	uint64_t g = imp_feed_gen(f);
+	imp_entity t, cert_t, d[4];
+	static const char *const H[] = {"aa", "bb", "cc", "dd"};
+	char hash[4][65];
+	for(int i = 0; i < 4; i++) {
+		for(int j = 0; j < 32; j++) memcpy(hash[i] + 2 * j, H[i], 2);
+		hash[i][64] = 0;
+	}
+
+	/* writes without a change row leave the generation as it was */
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	insert_template(c, c->acct_a, "meters", &t);
+	new_entity(c, c->acct_a, &cert_t, json_pack("{s:s, s:s}", "name", "certs", "authenticationMethod", "certificate"));
+	assert_int_equal(imp_db_insert(c->db, &imp_kind_device_template, &cert_t, NULL), IMP_OK);
+	for(int i = 0; i < 4; i++) insert_device(c, c->acct_a, i == 3 ? &cert_t.id : &t.id, &DEVS[i], &d[i]);
+	put_password(c, c->acct_a, &c->acct_a_id, d[0].id.s, hash[0]);
+	put_password(c, c->acct_a, &c->acct_a_id, d[1].id.s, hash[1]);
+	put_password(c, c->acct_a, &c->acct_a_id, d[3].id.s, hash[3]);   /* a password on a certificate device */
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_int_equal(imp_feed_gen(f), g);
+
+	/* a committed change row moves it by one, once the commit is done */
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	put_password(c, c->acct_a, &c->acct_a_id, d[1].id.s, hash[2]);
+	assert_int_equal(imp_feed_gen(f), g);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_int_equal(imp_feed_gen(f), g + 1);
+
+	/* a rolled-back one does not; nor does the next transaction without one */
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	assert_int_equal(imp_db_change(c->db, d[0].id.s, "credential"), IMP_OK);
+	imp_db_rollback(&c->db);
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	imp_entity spare;
+	insert_device(c, c->acct_b, &t.id, &DEVS[5], &spare);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_int_equal(imp_feed_gen(f), g + 1);
+	imp_entity_clear(&spare);
+
+	/* a disable is a change too */
+	int changed = 0;
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	assert_int_equal(imp_db_device_set_disabled(c->db, c->acct_a, d[0].id.s, 1, c->actor.s, &changed), IMP_OK);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_true(changed);
+	assert_int_equal(imp_feed_gen(f), g + 2);
+	int64_t last = 0;
+	assert_int_equal(imp_db_changes_last(c->db, &last), IMP_OK);
+
+	/* the logins: only d[1] (d[0] disabled, d[2] without a credential, d[3] of a
+	 * certificate template), with its current secret, and the feed's last seq */
+	imp_db *ro = NULL;
+	assert_int_equal(imp_db_open(c->path, 1, 0, &ro), IMP_OK);
+	struct logins_seen ls = {0};
+	int64_t seq = -1, estimate = -1;
+	assert_int_equal(imp_db_password_logins(ro, &seq, &estimate, on_login, &ls), IMP_OK);
+	assert_int_equal(ls.n, 1);
+	assert_int_equal(seen_index(&ls, d[1].id.s), 0);
+	assert_string_equal(ls.secrets[0], hash[2]);
+	assert_int_equal(ls.accounts[0], c->acct_a);
+	assert_int_equal(seq, last);
+	assert_true(estimate >= 1);
+
+	/* enabled again, d[0] logs in; its seq is the newest change's */
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	assert_int_equal(imp_db_device_set_disabled(c->db, c->acct_a, d[0].id.s, 0, c->actor.s, &changed), IMP_OK);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_int_equal(imp_feed_gen(f), g + 3);
+	memset(&ls, 0, sizeof ls);
+	assert_int_equal(imp_db_password_logins(ro, &seq, &estimate, on_login, &ls), IMP_OK);
+	assert_int_equal(ls.n, 2);
+	assert_true(seen_index(&ls, d[0].id.s) >= 0);
+	assert_string_equal(ls.secrets[seen_index(&ls, d[0].id.s)], hash[0]);
+	assert_int_equal(seq, last + 1);
+	imp_db_close(&ro);
+
+	/* a second mapping sees the same counter */
+	imp_feed *f2 = NULL;
+	assert_int_equal(imp_feed_open(c->path, &f2), IMP_OK);
+	assert_int_equal(imp_feed_gen(f2), imp_feed_gen(f));
+	imp_feed_bump(f2);
+	assert_int_equal(imp_feed_gen(f), g + 4);
+	imp_feed_close(&f2);
+	imp_feed_close(&f);
+	assert_null(f);
+	for(int i = 0; i < 4; i++) imp_entity_clear(&d[i]);
+	imp_entity_clear(&t);
+	imp_entity_clear(&cert_t);
+}
+
 #define WRITERS 4
 #define TXNS 60
 
@@ -1395,6 +1530,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions_and_integrity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_feed_generation_and_logins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_stays_short, setup, teardown),
 	};

@@ -28,7 +28,13 @@ struct imp_db {
 	struct imp_db *next;
 	struct stmt_slot cache[IMP_STMT_CACHE];
 	int busy_ms;             /* imp_db_open's, for imp_db_busy_poll */
+	int feed_dirty;          /* the open transaction wrote a change row */
+	imp_feed *feed;          /* the feed's generation counter, mapped at the first bump */
 };
+
+/* After the COMMIT (committed) or ROLLBACK of db's transaction: a committed change row
+ * moves the feed's generation on (see imp_feed_open). */
+void store__feed_done(imp_db *db, int committed);
 
 /* The cached prepared statement for sql, reset and unbound; NULL on failure. The
  * connection owns it: callers reset it after use and never finalize it. */
