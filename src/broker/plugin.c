@@ -80,11 +80,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		/* Most logins are answered from memory; the store decides the others. */
 		uint8_t mac[IMP_HMAC_LEN];
 		imp_hmac(G.keys.hmac, ed->password, strlen(ed->password), mac);
-		if(plugin__logins_check(G.db, clientid, ed->username, mac, &row)) {
+		if(plugin__logins_check(G.db, G.last_seq, clientid, ed->username, mac, &row)) {
 			v = IMP_ALLOW;
 			from = "memory";
 		} else {
-			v = imp_verify_password(G.db, &G.keys, clientid, ed->username, ed->password, &row);
+			v = imp_verify_password_mac(G.db, clientid, ed->username, mac, &row);
 			if(v == IMP_ALLOW) plugin__logins_put(clientid, mac, &row);
 		}
 	} else if(!cert) {

@@ -38,11 +38,12 @@ void plugin__templates_free(void);
  * (-1 when the file cannot be had: every login then asks the store). check: 1 and row
  * filled as imp_verify_password would have, when the table holds clientid with this
  * secret (mac: its keyed hash) and is current with the feed (read through db when it
- * moved); 0 when the store must decide. put: keeps a device the store just allowed. tick:
+ * moved, or when feed_seq, the change the broker's tick read last, is newer than what the
+ * table has seen); 0 when the store must decide. put: keeps a device the store just allowed. tick:
  * takes a finished load and follows the feed between logins. */
 int plugin__logins_start(const char *db_path);
-int plugin__logins_check(imp_db *db, const char *clientid, const char *username, const uint8_t *mac,
-                         imp_auth_row *row);
+int plugin__logins_check(imp_db *db, int64_t feed_seq, const char *clientid, const char *username,
+                         const uint8_t *mac, imp_auth_row *row);
 void plugin__logins_put(const char *clientid, const uint8_t *mac, const imp_auth_row *row);
 void plugin__logins_tick(imp_db *db);
 void plugin__logins_stop(void);

@@ -365,56 +365,61 @@ static void adopt(void)
 
 struct catch_up {
 	struct table *t;
-	int gap;
+	int64_t prev;   /* the seq of the row before */
+	int rows;
 };
+
+/* Nothing kept: the store answers until a new load is in. */
+static void forget_all(struct table *t)
+{
+	memset(t->slots, 0, t->cap * sizeof *t->slots);
+	t->n = 0;
+	mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: the change feed moved past the logins in memory; loading them again");
+	if(!L.reload_asked) ask_load();
+	L.reload_asked = 1;
+}
 
 static int drop_changed(int64_t seq, const char *entity_id, const char *what, void *arg)
 {
 	struct catch_up *c = arg;
+	c->rows++;
 	/* The feed has no holes but where old rows were pruned: a hole means changes this
-	 * table never saw. */
-	if(seq != c->t->seq + 1) c->gap = 1;
-	c->t->seq = seq;
+	 * table never saw, so it forgets everything at once (not after the read: a read that
+	 * fails after the hole must not leave it forgotten). */
+	if(seq != c->prev + 1 && c->t->n) forget_all(c->t);
+	c->prev = seq;
 	uint64_t hi, lo;
 	size_t i;
 	if(parse_id(entity_id, &hi, &lo) && (i = find(c->t, hi, lo)) != SIZE_MAX) erase(c->t, i);
 	return 0;
 }
 
-/* Brings the table up to the feed; 1 when it is current, 0 when the store did not answer
- * (the table must not answer then). */
-static int catch_up(imp_db *db)
+/* Brings the table up to the feed: 1 when it is current; 0 when it must not answer now
+ * (the store did not answer, or more changes wait than one read takes: the next login or
+ * tick reads on, so a burst of changes never holds one login up for long). Reads when the
+ * generation moved, or always with force. */
+static int catch_up(imp_db *db, int force)
 {
 	struct table *t = &L.t;
 	uint64_t gen = imp_feed_gen(L.feed);
-	if(gen == t->gen) return 1;
-	struct catch_up c = {t, 0};
-	for(;;) {
-		int64_t before = t->seq;
-		if(imp_db_changes_since(db, &t->seq, FEED_BATCH, drop_changed, &c)) return 0;
-		if(t->seq - before < FEED_BATCH) break;
-	}
-	if(c.gap) {
-		/* Start over: nothing kept, the store answers until a new load is in. */
-		memset(t->slots, 0, t->cap * sizeof *t->slots);
-		t->n = 0;
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: the change feed moved past the logins in memory; loading them again");
-		if(!L.reload_asked) ask_load();
-		L.reload_asked = 1;
-	}
+	if(gen == t->gen && !force) return 1;
+	struct catch_up c = {t, t->seq, 0};
+	if(imp_db_changes_since(db, &t->seq, FEED_BATCH, drop_changed, &c) || c.rows == FEED_BATCH) return 0;
 	t->gen = gen;
 	return 1;
 }
 
-int plugin__logins_check(imp_db *db, const char *clientid, const char *username, const uint8_t *mac,
-                         imp_auth_row *row)
+int plugin__logins_check(imp_db *db, int64_t feed_seq, const char *clientid, const char *username,
+                         const uint8_t *mac, imp_auth_row *row)
 {
 	if(!L.on) return 0;
 	adopt();
 	uint64_t hi, lo;
 	if(!L.t.slots || !parse_id(clientid, &hi, &lo)) return 0;
 	if(username && username[0] && strcmp(username, clientid) != 0) return 0;
-	if(!catch_up(db)) return 0;
+	/* The generation moves just after a commit, so the tick may have read a change before
+	 * it moved: then this reads the feed too, whatever the generation says. */
+	if(!catch_up(db, feed_seq > L.t.seq)) return 0;
 	size_t i = find(&L.t, hi, lo);
 	if(i == SIZE_MAX) return 0;
 	const struct login *s = &L.t.slots[i];
@@ -451,9 +456,10 @@ void plugin__logins_tick(imp_db *db)
 {
 	if(!L.on) return;
 	adopt();
-	/* Kept close to the feed between logins too, so its rows are read long before they
-	 * are old enough to be pruned. */
-	if(L.t.slots) catch_up(db);
+	/* The feed is read every tick, moved or not: a generation that did not move (a server
+	 * that died between its commit and the increment) delays a change by a tick at most,
+	 * and the rows are read long before they are old enough to be pruned. */
+	if(L.t.slots) catch_up(db, 1);
 }
 
 int plugin__logins_start(const char *db_path)

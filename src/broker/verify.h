@@ -26,6 +26,10 @@ const char *imp_verdict_name(imp_verdict v);
  * not NULL, receives what the store said (account, entity type). Never logs. */
 imp_verdict imp_verify_password(imp_db *db, const imp_keys *keys, const char *clientid, const char *username,
                                 const char *password, imp_auth_row *row);
+/* The same for a password whose keyed hash (imp_hmac under the server key) the caller
+ * computed already; mac NULL when no password was given. */
+imp_verdict imp_verify_password_mac(imp_db *db, const char *clientid, const char *username, const uint8_t *mac,
+                                    imp_auth_row *row);
 
 /* Checks a certificate login: client id, username (NULL, "" or the client id) and the DER
  * of the certificate the client presented in the TLS handshake (der_len bytes; the TLS

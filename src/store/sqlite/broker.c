@@ -132,13 +132,12 @@ void imp_feed_close(imp_feed **f)
 	*f = NULL;
 }
 
-void store__feed_done(imp_db *db, int committed)
+void store__feed_done(imp_db *db)
 {
 	if(!db->feed_dirty) return;
 	db->feed_dirty = 0;
-	if(!committed) return;
 	/* A store whose feed file cannot be made (the server checks it can at start) leaves
-	 * the broker to find the change on its next read of the feed, within a tick. */
+	 * the broker to find the change on its next tick, which reads the feed regardless. */
 	if(!db->feed) imp_feed_open(sqlite3_db_filename(db->conn, "main"), &db->feed);
 	if(db->feed) imp_feed_bump(db->feed);
 }

@@ -27,7 +27,6 @@ struct imp_writer {
 	uint64_t gen;            /* the group being built */
 	uint64_t committed;      /* the last group committed or failed */
 	unsigned count;          /* members of the open group */
-	int dirty_before;        /* the connection's feed_dirty when the request's savepoint began */
 	imp_err rc[RC_RING];     /* outcome of recent groups */
 };
 
@@ -408,14 +407,14 @@ imp_err imp_db_tx_begin(imp_db *db) { return store__exec(db, "BEGIN IMMEDIATE");
 imp_err imp_db_tx_commit(imp_db *db)
 {
 	imp_err rc = store__exec(db, "COMMIT");
-	if(!rc) store__feed_done(db, 1);
+	store__feed_done(db);
 	return rc;
 }
 
 void imp_db_tx_rollback(imp_db *db)
 {
 	store__exec(db, "ROLLBACK");
-	store__feed_done(db, 0);
+	store__feed_done(db);
 }
 
 imp_db *imp_store_db(imp_store *s)
@@ -483,7 +482,7 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 		if(rc) writer_exec(w->db, "ROLLBACK");
 		/* Before anyone is answered: a device told its new secret finds the broker
 		 * already knowing the old one is gone. */
-		store__feed_done(w->db, rc == IMP_OK);
+		store__feed_done(w->db);
 		w->open = 0;
 		w->count = 0;
 		w->rc[mine % RC_RING] = rc;
@@ -528,7 +527,6 @@ imp_err imp_db_begin(imp_db **dbp)
 		writer_finish(w, 1, 0);
 		return rc;
 	}
-	w->dirty_before = w->db->feed_dirty;
 	own_db = *dbp;
 	*dbp = w->db;
 	return IMP_OK;
@@ -543,7 +541,6 @@ static imp_err commit(imp_db **dbp, int now)
 	imp_err rc = writer_exec(w->db, "RELEASE request");
 	if(rc) {
 		writer_exec(w->db, "ROLLBACK TO request");
-		w->db->feed_dirty = w->dirty_before;
 		writer_exec(w->db, "RELEASE request");
 		writer_finish(w, 1, 0);
 		return rc;
@@ -561,17 +558,12 @@ void imp_db_rollback(imp_db **dbp)
 	*dbp = own_db;
 	own_db = NULL;
 	writer_exec(w->db, "ROLLBACK TO request");
-	w->db->feed_dirty = w->dirty_before;
 	writer_exec(w->db, "RELEASE request");
 	writer_finish(w, 1, 0);
 }
 
 /* ROLLBACK TO leaves the savepoint open: the caller stays in its transaction. */
-imp_err imp_db_undo(imp_db *db)
-{
-	if(db->store) db->feed_dirty = db->store->writer.dirty_before;
-	return writer_exec(db, "ROLLBACK TO request");
-}
+imp_err imp_db_undo(imp_db *db) { return writer_exec(db, "ROLLBACK TO request"); }
 
 int64_t imp_db_writes(imp_db *db) { return sqlite3_total_changes64(db->conn); }
 

@@ -32,9 +32,11 @@ struct imp_db {
 	imp_feed *feed;          /* the feed's generation counter, mapped at the first bump */
 };
 
-/* After the COMMIT (committed) or ROLLBACK of db's transaction: a committed change row
- * moves the feed's generation on (see imp_feed_open). */
-void store__feed_done(imp_db *db, int committed);
+/* At the end of db's transaction, however it ended: one that wrote a change row moves the
+ * feed's generation on (see imp_feed_open). Also after a rollback or a failed commit: a
+ * reader then finds nothing new, which costs it one read, while a commit SQLite made
+ * despite an error, or a rollback SQLite did on its own, can never go unannounced. */
+void store__feed_done(imp_db *db);
 
 /* The cached prepared statement for sql, reset and unbound; NULL on failure. The
  * connection owns it: callers reset it after use and never finalize it. */
