@@ -270,6 +270,7 @@ const imp_resource imp_res_device = {
 	.before_delete = device_before_delete,
 	.kind = &imp_kind_device,
 	.open_fields = 1,
+	.create_unmarked = 1,   /* device_validate only reads */
 	.validate = device_validate,
 	.render_extra = device_channels,
 	.render_extra_text = device_channels_text,

@@ -352,7 +352,7 @@ imp_err imp_res_create(imp_req *r)
 	e.account = r->who.account;
 	e.account_id = r->who.account_id;
 	e.created_by = r->who.actor_id;
-	if((rc = imp_db_begin(&r->db))) goto out;
+	if((rc = res->create_unmarked ? imp_db_begin_unmarked(&r->db) : imp_db_begin(&r->db))) goto out;
 	if((rc = check_refs(r, res, e.doc, NULL))) goto out;
 	if(res->validate && (rc = res->validate(r, e.doc, NULL))) goto out;
 	if(res->make_secret && (rc = res->make_secret(r, e.doc, &secret, &reveal))) goto out;

@@ -27,6 +27,10 @@ struct imp_resource {
 	/* Devices: body keys that are no field of the kind are kept for validate() to judge
 	 * (custom fields), instead of being refused. */
 	int open_fields;
+	/* Create without a savepoint (imp_db_begin_unmarked): validate and make_secret write
+	 * nothing, there is no after_insert, so the insert (which fails whole) and the audit
+	 * entry are the create's only writes and nothing can refuse it after the first. */
+	int create_unmarked;
 	/* Kind rules, inside the write transaction. old is NULL on create. */
 	imp_err (*validate)(imp_req *r, json_t *doc, const imp_entity *old);
 	/* Before insert: the secret to keep beside the row (*secret, freed by the caller with

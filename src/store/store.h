@@ -29,6 +29,8 @@ imp_db *imp_store_db(imp_store *s);
 /* The WAL lengths (pages) at which the store's checkpointer wakes, and past which the
  * writer checkpoints at commit itself (defaults 4096 and 65536; see db.c). For tests. */
 void imp_store_set_checkpoint(imp_store *s, int wake_pages, int inline_pages);
+/* Threads queued for the writer right now (tests: to know a group has formed). */
+int imp_store_writers_waiting(imp_store *s);
 
 /* Write transactions. begin replaces *db with the process's writer connection, on which
  * the writes of several threads are committed together (group commit, see sqlite/db.c);
@@ -43,6 +45,13 @@ imp_err imp_db_commit(imp_db **db);
  * answer, and two requests of one batch client could never overlap. */
 imp_err imp_db_commit_now(imp_db **db);
 void imp_db_rollback(imp_db **db);
+/* begin, without the savepoint that lets rollback undo this request alone (SQLite copies
+ * every page a request writes under it: a fifth of a device create). For a request whose
+ * writes are statements that fail whole (SQLite undoes a failed statement itself) and that
+ * cannot be refused once it has written. Its rollback undoes nothing when it wrote nothing;
+ * after a write it rolls back the whole group, every member of which is then told its work
+ * failed (IMP_ERR_STORE), as when the group's COMMIT fails. */
+imp_err imp_db_begin_unmarked(imp_db **db);
 
 /* Inside a write transaction: mark a point, then keep (undo 0) or undo (undo 1) what was
  * written since. One mark at a time. */

@@ -1385,6 +1385,91 @@ static void test_feed_generation_and_logins(void **state)
 	imp_entity_clear(&cert_t);
 }
 
+/* ---- requests without a savepoint (imp_db_begin_unmarked) ---- */
+
+struct second {
+	ctx *c;
+	int mode;        /* 0 refused before writing, 1 a write that failed whole, 2 wrote then refused, 3 commits */
+	imp_id clash;    /* the first member's row, for mode 1 */
+	imp_entity row;
+	imp_err rc;
+};
+
+static void *second_member(void *p)
+{
+	struct second *m = p;
+	imp_db *db = imp_store_db(m->c->store);
+	assert_non_null(db);
+	m->rc = imp_db_begin_unmarked(&db);
+	if(m->rc) return NULL;
+	new_entity(m->c, m->c->acct_a, &m->row, json_pack("{s:s, s:s}", "name", "second", "authenticationMethod", "password"));
+	if(m->mode == 1) m->row.id = m->clash;
+	if(m->mode >= 1) {
+		imp_err rc = imp_db_insert(db, &imp_kind_device_template, &m->row, NULL);
+		assert_int_equal(rc, m->mode == 1 ? IMP_ERR_CONFLICT : IMP_OK);
+	}
+	if(m->mode == 3) m->rc = imp_db_commit(&db);
+	else imp_db_rollback(&db);
+	return NULL;
+}
+
+/* The first member writes A and commits while a second, unmarked, is queued behind it, so
+ * both are one group; returns the first member's commit result. */
+static imp_err group_of_two(ctx *c, struct second *m, imp_entity *a)
+{
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	insert_template(c, c->acct_a, "first", a);
+	m->c = c;
+	m->clash = a->id;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, second_member, m), 0);
+	for(int i = 0; i < 5000 && imp_store_writers_waiting(c->store) < 1; i++) sleep_ms(1);
+	assert_int_equal(imp_store_writers_waiting(c->store), 1);
+	imp_err rc = imp_db_commit(&c->db);
+	pthread_join(t, NULL);
+	return rc;
+}
+
+static int template_exists(ctx *c, const imp_id *id)
+{
+	imp_entity got;
+	imp_err rc = imp_db_get(c->db, &imp_kind_device_template, c->acct_a, id->s, &got);
+	if(!rc) imp_entity_clear(&got);
+	return rc == IMP_OK;
+}
+
+static void test_unmarked_requests(void **state)
+{
+	ctx *c = *state;
+	for(int mode = 0; mode <= 3; mode++) {
+		struct second m = {.mode = mode};
+		imp_entity a;
+		imp_err rc = group_of_two(c, &m, &a);
+		if(mode == 2) {
+			/* it wrote, then was refused: the whole group is undone and both are told */
+			assert_int_equal(rc, IMP_ERR_STORE);
+			assert_false(template_exists(c, &a.id));
+			assert_false(template_exists(c, &m.row.id));
+		} else {
+			/* nothing of its own to undo (mode 0, 1), or committed (3): the group stands */
+			assert_int_equal(rc, IMP_OK);
+			assert_true(template_exists(c, &a.id));
+			assert_int_equal(m.rc, IMP_OK);
+			if(mode == 3) assert_true(template_exists(c, &m.row.id));
+		}
+		imp_entity_clear(&a);
+		imp_entity_clear(&m.row);
+		/* and the writer goes on */
+		imp_entity after;
+		assert_int_equal(imp_db_begin_unmarked(&c->db), IMP_OK);
+		insert_template(c, c->acct_a, "after", &after);
+		assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+		assert_true(template_exists(c, &after.id));
+		imp_entity_clear(&after);
+	}
+	assert_int_equal(imp_db_integrity(c->db), IMP_OK);
+}
+
 #define WRITERS 4
 #define TXNS 60
 
@@ -1538,6 +1623,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions_and_integrity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_feed_generation_and_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unmarked_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_stays_short, setup, teardown),
 	};

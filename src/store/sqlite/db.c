@@ -27,6 +27,8 @@ struct imp_writer {
 	uint64_t gen;            /* the group being built */
 	uint64_t committed;      /* the last group committed or failed */
 	unsigned count;          /* members of the open group */
+	int unmarked;            /* the request in turn began without its savepoint */
+	int64_t writes_at_begin; /* and had written this many rows before it began */
 	imp_err rc[RC_RING];     /* outcome of recent groups */
 };
 
@@ -279,6 +281,8 @@ static int ckpt_start(imp_store *s)
 	return 0;
 }
 
+int imp_store_writers_waiting(imp_store *s) { return atomic_load(&s->writer.waiting); }
+
 void imp_store_set_checkpoint(imp_store *s, int wake_pages, int inline_pages)
 {
 	/* Read by the writer's hook, under the writer's lock. */
@@ -497,7 +501,7 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 	return failed_self ? IMP_OK : rc;
 }
 
-imp_err imp_db_begin(imp_db **dbp)
+static imp_err begin(imp_db **dbp, int mark)
 {
 	imp_store *s = (*dbp)->store;
 	struct imp_writer *w = &s->writer;
@@ -523,7 +527,9 @@ imp_err imp_db_begin(imp_db **dbp)
 		w->open = 1;
 		w->gen = w->committed + 1;
 	}
-	if((rc = writer_exec(w->db, "SAVEPOINT request"))) {
+	w->unmarked = !mark;
+	w->writes_at_begin = sqlite3_total_changes64(w->db->conn);
+	if(mark && (rc = writer_exec(w->db, "SAVEPOINT request"))) {
 		writer_finish(w, 1, 0);
 		return rc;
 	}
@@ -532,12 +538,32 @@ imp_err imp_db_begin(imp_db **dbp)
 	return IMP_OK;
 }
 
+imp_err imp_db_begin(imp_db **dbp) { return begin(dbp, 1); }
+imp_err imp_db_begin_unmarked(imp_db **dbp) { return begin(dbp, 0); }
+
+/* An unmarked request that must undo what it wrote takes its whole group with it: the
+ * transaction is rolled back and every member is told its work failed, as when a COMMIT
+ * fails. Called with the lock held. */
+static void abort_group(struct imp_writer *w)
+{
+	uint64_t mine = w->gen;
+	writer_exec(w->db, "ROLLBACK");
+	store__feed_done(w->db);
+	w->open = 0;
+	w->count = 0;
+	w->rc[mine % RC_RING] = IMP_ERR_STORE;
+	w->committed = mine;
+	pthread_cond_broadcast(&w->done);
+	pthread_mutex_unlock(&w->lock);
+}
+
 static imp_err commit(imp_db **dbp, int now)
 {
 	if(!own_db) return IMP_ERR_STORE;
 	struct imp_writer *w = &own_db->store->writer;
 	*dbp = own_db;
 	own_db = NULL;
+	if(w->unmarked) return writer_finish(w, 0, now);
 	imp_err rc = writer_exec(w->db, "RELEASE request");
 	if(rc) {
 		writer_exec(w->db, "ROLLBACK TO request");
@@ -557,6 +583,13 @@ void imp_db_rollback(imp_db **dbp)
 	struct imp_writer *w = &own_db->store->writer;
 	*dbp = own_db;
 	own_db = NULL;
+	if(w->unmarked) {
+		/* Nothing written (a refusal before the first write, or a statement that failed
+		 * whole): nothing to undo. */
+		if(sqlite3_total_changes64(w->db->conn) == w->writes_at_begin) writer_finish(w, 1, 0);
+		else abort_group(w);
+		return;
+	}
 	writer_exec(w->db, "ROLLBACK TO request");
 	writer_exec(w->db, "RELEASE request");
 	writer_finish(w, 1, 0);
