@@ -254,6 +254,15 @@ static void table_free(struct table *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* Frees a table of its own allocation (a load's) and clears the pointer. */
+static void table_drop(struct table **t)
+{
+	if(!*t) return;
+	table_free(*t);
+	imp_free(*t);
+	*t = NULL;
+}
+
 /* ---- the loader ----------------------------------------------------------------------------- */
 
 struct load {
@@ -297,11 +306,7 @@ static struct table *load(void)
 		t->cap = 1024;
 		if(!(t->slots = imp_calloc(t->cap, sizeof *t->slots))) ld.failed = 1;
 	}
-	if(rc || ld.failed) {
-		table_free(t);
-		imp_free(t);
-		return NULL;
-	}
+	if(rc || ld.failed) table_drop(&t);
 	return t;
 }
 
@@ -325,10 +330,7 @@ static void *run(void *arg)
 			continue;
 		}
 		L.want_load = 0;
-		if(L.ready) {
-			table_free(L.ready);
-			imp_free(L.ready);
-		}
+		table_drop(&L.ready);
 		L.ready = t;
 		atomic_store(&L.has_ready, 1);
 	}
@@ -491,11 +493,7 @@ void plugin__logins_stop(void)
 		pthread_join(L.thread, NULL);
 		L.started = 0;
 	}
-	if(L.ready) {
-		table_free(L.ready);
-		imp_free(L.ready);
-		L.ready = NULL;
-	}
+	table_drop(&L.ready);
 	atomic_store(&L.has_ready, 0);
 	table_free(&L.t);
 	imp_free(L.path);

@@ -340,6 +340,16 @@ static void connect_rules(void **state)
 	assert_true(h_broker_log_has(&BRK, "wrong_secret"));
 }
 
+/* Calls method on the path prefix + id + suffix and expects status. */
+static void api_expect(const char *method, const char *prefix, const char *id, const char *suffix, long status)
+{
+	char path[200];
+	snprintf(path, sizeof path, "%s%s%s", prefix, id, suffix);
+	h_resp r = api(method, path, NULL);
+	check_resp(&r, status, NULL, NULL, path);
+	h_resp_free(&r);
+}
+
 /* How many times the broker logged that clientid was let in from memory (from: "memory")
  * or by the store ("store"). */
 static int allowed_from(const char *clientid, const char *from)
@@ -384,34 +394,22 @@ static void logins_in_memory(void **state)
 	gen_secret(S.admin.api_key, dn, "device", s2);
 	assert_int_equal(connack(dn, NULL, s1, 4), 5);
 	assert_int_equal(connack(dn, NULL, s2, 4), 0);
-	char path[160];
-	snprintf(path, sizeof path, "/api/v1/devices/%s/disable", dn);
-	h_resp r = api("POST", path, NULL);
-	check_resp(&r, 200, NULL, NULL, path);
-	h_resp_free(&r);
+	api_expect("POST", "/api/v1/devices/", dn, "/disable", 200);
 	assert_int_equal(connack(dn, NULL, s2, 4), 5);
-	snprintf(path, sizeof path, "/api/v1/devices/%s/enable", dn);
-	r = api("POST", path, NULL);
-	check_resp(&r, 200, NULL, NULL, path);
-	h_resp_free(&r);
+	api_expect("POST", "/api/v1/devices/", dn, "/enable", 200);
 	assert_int_equal(connack(dn, NULL, s2, 4), 0);
 	assert_int_equal(connack(dn, NULL, s2, 4), 0);
+	char path[160];
 	snprintf(path, sizeof path, CRED_PATH "?entityId=%s", dn);
-	r = api("GET", path, NULL);
+	h_resp r = api("GET", path, NULL);
 	check_resp(&r, 200, NULL, NULL, path);
-	snprintf(path, sizeof path, CRED_PATH "/%s", h_str(&r, "mqttCredentials.results.0.id"));
-	h_resp_free(&r);
-	r = api("DELETE", path, NULL);
-	check_resp(&r, 204, NULL, NULL, path);
+	api_expect("DELETE", CRED_PATH "/", h_str(&r, "mqttCredentials.results.0.id"), "", 204);
 	h_resp_free(&r);
 	assert_int_equal(connack(dn, NULL, s2, 4), 5);
 	gen_secret(S.admin.api_key, dn, "device", s1);
 	assert_int_equal(connack(dn, NULL, s1, 4), 0);
 	assert_int_equal(connack(dn, NULL, s1, 4), 0);
-	snprintf(path, sizeof path, "/api/v1/devices/%s", dn);
-	r = api("DELETE", path, NULL);
-	check_resp(&r, 204, NULL, NULL, path);
-	h_resp_free(&r);
+	api_expect("DELETE", "/api/v1/devices/", dn, "", 204);
 	assert_int_equal(connack(dn, NULL, s1, 4), 5);
 	/* none of it wrote a secret into the log */
 	assert_false(h_broker_log_has(&BRK, s1));

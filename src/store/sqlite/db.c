@@ -477,6 +477,21 @@ static imp_err writer_exec(imp_db *db, const char *sql)
 	return store__rc(rc);
 }
 
+/* The open group ended (committed, or rolled back with rc): its members are told rc, and
+ * the writer is free. Called with the lock held; releases it. */
+static void group_done(struct imp_writer *w, imp_err rc)
+{
+	/* Before anyone is answered: a device told its new secret finds the broker already
+	 * knowing the old one is gone. */
+	store__feed_done(w->db);
+	w->open = 0;
+	w->count = 0;
+	w->rc[w->gen % RC_RING] = rc;
+	w->committed = w->gen;
+	pthread_cond_broadcast(&w->done);
+	pthread_mutex_unlock(&w->lock);
+}
+
 static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 {
 	uint64_t mine = w->gen;
@@ -484,15 +499,7 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 	if(now || atomic_load(&w->waiting) == 0 || w->count >= GROUP_MAX) {
 		imp_err rc = writer_exec(w->db, "COMMIT");
 		if(rc) writer_exec(w->db, "ROLLBACK");
-		/* Before anyone is answered: a device told its new secret finds the broker
-		 * already knowing the old one is gone. */
-		store__feed_done(w->db);
-		w->open = 0;
-		w->count = 0;
-		w->rc[mine % RC_RING] = rc;
-		w->committed = mine;
-		pthread_cond_broadcast(&w->done);
-		pthread_mutex_unlock(&w->lock);
+		group_done(w, rc);
 		return failed_self ? IMP_OK : rc;
 	}
 	while(w->committed < mine) pthread_cond_wait(&w->done, &w->lock);
@@ -541,21 +548,6 @@ static imp_err begin(imp_db **dbp, int mark)
 imp_err imp_db_begin(imp_db **dbp) { return begin(dbp, 1); }
 imp_err imp_db_begin_unmarked(imp_db **dbp) { return begin(dbp, 0); }
 
-/* An unmarked request that must undo what it wrote takes its whole group with it: the
- * transaction is rolled back and every member is told its work failed, as when a COMMIT
- * fails. Called with the lock held. */
-static void abort_group(struct imp_writer *w)
-{
-	uint64_t mine = w->gen;
-	writer_exec(w->db, "ROLLBACK");
-	store__feed_done(w->db);
-	w->open = 0;
-	w->count = 0;
-	w->rc[mine % RC_RING] = IMP_ERR_STORE;
-	w->committed = mine;
-	pthread_cond_broadcast(&w->done);
-	pthread_mutex_unlock(&w->lock);
-}
 
 static imp_err commit(imp_db **dbp, int now)
 {
@@ -586,8 +578,14 @@ void imp_db_rollback(imp_db **dbp)
 	if(w->unmarked) {
 		/* Nothing written (a refusal before the first write, or a statement that failed
 		 * whole): nothing to undo. */
-		if(sqlite3_total_changes64(w->db->conn) == w->writes_at_begin) writer_finish(w, 1, 0);
-		else abort_group(w);
+		if(sqlite3_total_changes64(w->db->conn) == w->writes_at_begin) {
+			writer_finish(w, 1, 0);
+		} else {
+			/* It must undo what it wrote: its whole group goes, every member told its
+			 * work failed, as when a COMMIT fails. */
+			writer_exec(w->db, "ROLLBACK");
+			group_done(w, IMP_ERR_STORE);
+		}
 		return;
 	}
 	writer_exec(w->db, "ROLLBACK TO request");
