@@ -50,7 +50,7 @@ void imp_db_rollback(imp_db **db);
  * writes are statements that fail whole (SQLite undoes a failed statement itself) and that
  * cannot be refused once it has written. Its rollback undoes nothing when it wrote nothing;
  * after a write it rolls back the whole group, every member of which is then told its work
- * failed (IMP_ERR_STORE), as when the group's COMMIT fails. */
+ * failed (IMP_ERR_STORE), as when the group's COMMIT fails. imp_db_undo is not for it. */
 imp_err imp_db_begin_unmarked(imp_db **db);
 
 /* Inside a write transaction: mark a point, then keep (undo 0) or undo (undo 1) what was

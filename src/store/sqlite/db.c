@@ -548,7 +548,6 @@ static imp_err begin(imp_db **dbp, int mark)
 imp_err imp_db_begin(imp_db **dbp) { return begin(dbp, 1); }
 imp_err imp_db_begin_unmarked(imp_db **dbp) { return begin(dbp, 0); }
 
-
 static imp_err commit(imp_db **dbp, int now)
 {
 	if(!own_db) return IMP_ERR_STORE;
