@@ -267,7 +267,7 @@ static void table_drop(struct table **t)
 
 struct load {
 	struct table *t;
-	int64_t *seq, *estimate;
+	int64_t *estimate;
 	int failed;
 };
 
@@ -299,7 +299,7 @@ static struct table *load(void)
 	 * makes the broker thread read the feed from seq on. */
 	t->gen = imp_feed_gen(L.feed);
 	int64_t estimate = 0;
-	struct load ld = {t, &t->seq, &estimate, 0};
+	struct load ld = {t, &estimate, 0};
 	imp_err rc = imp_db_password_logins(db, &t->seq, &estimate, load_row, &ld);
 	imp_db_close(&db);
 	if(!rc && !ld.failed && !t->slots) {

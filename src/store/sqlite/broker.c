@@ -179,7 +179,7 @@ imp_err imp_db_password_logins(imp_db *db, int64_t *seq, int64_t *estimate, imp_
 		if(fn(&r, arg)) break;
 	}
 	if(st) sqlite3_reset(st);
-	err = store__rc(rc == SQLITE_ROW ? SQLITE_DONE : rc);
+	err = store__rc(rc);   /* DONE: every row read, or fn stopped the read */
 	store__exec(db, "COMMIT");
 	return err;
 }
