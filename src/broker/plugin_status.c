@@ -1,7 +1,10 @@
 /* Connection status, written off the broker thread: the broker thread appends to a queue
- * under a mutex held only for the append; this thread takes the whole queue and writes it
- * in one transaction on a read-write connection of its own, which may wait for the
- * store's write lock as the broker thread never may. */
+ * under a mutex held only for the append; this thread takes the whole queue, records each
+ * device's last change in the status map (imp_status_*: lastConnected, a memory store) and
+ * writes devices.connected in one transaction, on a read-write connection of its own, for
+ * the devices whose connected changed: that one may wait for the store's write lock as the
+ * broker thread never may. In a connect storm most sessions end within the window, so most
+ * windows write nothing to the store. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,32 +42,76 @@ static struct {
 	int stop, started;
 	int idle;            /* the thread waits for a first change (a push wakes it) */
 	imp_db *db;
+	imp_status *map;
+	int reset_pending;   /* the start's "nobody is connected" is not in the store yet */
 	atomic_ulong failures;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-/* Writes the last change of each device in items: both columns come from it, so the
+/* The start: whatever a crash left marked connected is not (a broker starting has no
+ * sessions). Their words first, so the map never says stored where the store does not; on a
+ * failure the next window tries again. */
+static void forget_stored(int64_t key, const char *device_id, void *arg)
+{
+	(void)arg;
+	imp_status_stored(S.map, key, device_id, 0);
+}
+
+static void reset_all(void)
+{
+	S.reset_pending = 1;
+	if(imp_db_tx_begin(S.db) || imp_db_devices_disconnect_all(S.db, forget_stored, NULL) || imp_db_tx_commit(S.db)) {
+		imp_db_tx_rollback(S.db);
+		atomic_fetch_add(&S.failures, 1);
+		return;
+	}
+	S.reset_pending = 0;
+}
+
+/* Records the last change of each device in items: both columns come from it, so the
  * earlier ones (a connect and its disconnect in one batch, as in a reconnect storm) would
- * only be overwritten in the same transaction. seen: 2n slots, scratch. */
+ * only be overwritten. seen: 2n slots, scratch; an item to write keeps its slot's mark with
+ * bit 31 set. */
+#define WRITE (1u << 31)
 static void write_all(const struct item *items, size_t n, uint32_t *seen)
 {
-	size_t slots = 2 * n;
+	size_t slots = 2 * n, writes = 0;
+	if(S.reset_pending) reset_all();
 	memset(seen, 0, slots * sizeof *seen);
-	imp_err rc = imp_db_tx_begin(S.db);
-	for(size_t i = n; !rc && i-- > 0;) {
+	for(size_t i = n; i-- > 0;) {
 		size_t k = imp_id_hash(items[i].id) % slots;
 		int dup = 0;
 		for(; seen[k]; k = (k + 1) % slots) {
-			if((dup = strcmp(items[seen[k] - 1].id, items[i].id) == 0)) break;
+			if((dup = strcmp(items[(seen[k] & ~WRITE) - 1].id, items[i].id) == 0)) break;
 		}
 		if(dup) continue;
 		seen[k] = (uint32_t)i + 1;
-		rc = imp_db_device_set_connected(S.db, items[i].key, items[i].id, items[i].connected, items[i].at);
-		if(rc == IMP_ERR_NOT_FOUND) rc = IMP_OK;   /* deleted meanwhile, or not a device */
+		if(imp_status_note(S.map, items[i].key, items[i].id, items[i].connected, items[i].at)) {
+			seen[k] |= WRITE;
+			writes++;
+		}
+	}
+	if(!writes) return;
+	imp_err rc = imp_db_tx_begin(S.db);
+	for(size_t k = 0; !rc && k < slots; k++) {
+		if(!(seen[k] & WRITE)) continue;
+		const struct item *it = &items[(seen[k] & ~WRITE) - 1];
+		rc = imp_db_device_set_connected(S.db, it->key, it->id, it->connected, it->at);
+		if(rc == IMP_ERR_NOT_FOUND) {   /* deleted meanwhile, or not a device */
+			imp_status_forget(S.map, it->key, it->id);
+			seen[k] &= ~WRITE;
+			rc = IMP_OK;
+		}
 	}
 	if(!rc) rc = imp_db_tx_commit(S.db);
 	if(rc) {
 		imp_db_tx_rollback(S.db);
 		atomic_fetch_add(&S.failures, 1);
+		return;
+	}
+	for(size_t k = 0; k < slots; k++) {
+		if(!(seen[k] & WRITE)) continue;
+		const struct item *it = &items[(seen[k] & ~WRITE) - 1];
+		imp_status_stored(S.map, it->key, it->id, it->connected);
 	}
 }
 
@@ -117,14 +164,11 @@ static void *run(void *arg)
 imp_err plugin__status_start(const char *path)
 {
 	imp_err rc = imp_db_open(path, 0, BUSY_MS, &S.db);
+	if(!rc && (rc = imp_status_open(path, 1, &S.map))) imp_db_close(&S.db);
 	if(rc) return rc;
 	/* A batch in the server holds the write lock for long runs of transactions. */
 	imp_db_busy_poll(S.db);
-	/* A broker starting has no sessions: whatever a crash left marked connected is not. */
-	if(imp_db_tx_begin(S.db) || imp_db_devices_disconnect_all(S.db) || imp_db_tx_commit(S.db)) {
-		imp_db_tx_rollback(S.db);
-		atomic_fetch_add(&S.failures, 1);
-	}
+	reset_all();
 	S.stop = 0;
 	/* The window's wait on the monotonic clock: a step of the wall clock must not hold the
 	 * status writes back. */
@@ -136,6 +180,7 @@ imp_err plugin__status_start(const char *path)
 	pthread_condattr_destroy(&attr);
 	if(pthread_create(&S.thread, NULL, run, NULL)) {
 		imp_db_close(&S.db);
+		imp_status_close(&S.map);
 		return IMP_ERR_NOMEM;
 	}
 	S.started = 1;
@@ -181,6 +226,7 @@ void plugin__status_stop(void)
 	S.q = NULL;
 	S.n = S.cap = 0;
 	imp_db_close(&S.db);
+	imp_status_close(&S.map);
 }
 
 unsigned long plugin__status_failures(void) { return atomic_load(&S.failures); }

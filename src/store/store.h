@@ -341,8 +341,44 @@ void imp_db_tx_rollback(imp_db *db);
  * and must still have device_id there (SQLite may give a deleted device's key to a new
  * one); key 0 finds it by id. NOT_FOUND when there is no such device. */
 imp_err imp_db_device_set_connected(imp_db *db, int64_t key, const char *device_id, int connected, uint64_t at_ms);
-/* Marks every device disconnected (a broker starting has no sessions yet). */
-imp_err imp_db_devices_disconnect_all(imp_db *db);
+/* Marks every device disconnected (a broker starting has no sessions yet), first calling
+ * fn with the key and id of each device that was marked connected. */
+typedef void (*imp_connected_fn)(int64_t key, const char *device_id, void *arg);
+imp_err imp_db_devices_disconnect_all(imp_db *db, imp_connected_fn fn, void *arg);
+
+/* The connection-status map: a file beside the store (the database's path with "-status"
+ * appended) holding one 64-bit word a device at its row key: the time of its last connect
+ * or disconnect, and whether the store's devices.connected says connected. The broker's
+ * status thread is its one writer; the server reads it to show lastConnected.
+ *
+ * Why: in a connect storm nearly every session is over before the status thread's next
+ * write, so a device's connected goes 0 -> 0 and only lastConnected moves; writing that
+ * into devices cost a random 4 KiB page of the table a connect (read, WAL, checkpoint,
+ * fsync: a quarter of the broker's CPU a connect). The word costs a memory store. The
+ * store is written only when connected changes, and it stays what lists filter on; the
+ * time in the store is the one of that write, the map's the latest.
+ *
+ * A word is tagged with a hash of the device's id: a deleted device's key given to a new
+ * device shows nothing of the old one. The file is sparse (pages appear as devices
+ * connect) and grows as keys do; nothing in it is needed for recovery: lost, lastConnected
+ * falls back to the store's. */
+typedef struct imp_status imp_status;
+/* writable: the writer's map, the file made (or started again when it is not a status
+ * file) now; IMP_ERR_STORE when it cannot be. A reader maps the file when it exists and
+ * looks again every 100 ms for a grown or replaced one. */
+imp_err imp_status_open(const char *db_path, int writable, imp_status **out);
+void imp_status_close(imp_status **s);
+/* Writer: records a connect or disconnect at at_ms. 1 when the store's connected must be
+ * written (the device's store row says otherwise), 0 when not, -1 when the device has no
+ * slot (key past the map's limit or the file could not grow): write the store, always. */
+int imp_status_note(imp_status *s, int64_t key, const char *device_id, int connected, uint64_t at_ms);
+/* Writer: the store now holds connected for the device (after the commit that wrote it). */
+void imp_status_stored(imp_status *s, int64_t key, const char *device_id, int connected);
+/* Writer: the device is gone from the store: its slot is emptied. */
+void imp_status_forget(imp_status *s, int64_t key, const char *device_id);
+/* Reader: the device's last connect or disconnect in milliseconds since the epoch, 0 when
+ * the map has nothing for it. Safe from any number of threads. */
+uint64_t imp_status_last(imp_status *s, int64_t key, const char *device_id);
 
 /* Devices: server-set state. activate moves defined -> activated (no change otherwise;
  * *changed says whether it moved). set_disabled sets the flag; NOT_FOUND. Both bump the

@@ -35,7 +35,7 @@ typedef struct {
 
 static void remove_store_files(const char *dir)
 {
-	static const char *const names[] = {"store.db", "store.db-wal", "store.db-shm", "store.db-feed", "other.db",
+	static const char *const names[] = {"store.db", "store.db-wal", "store.db-shm", "store.db-feed", "store.db-status", "other.db",
 	                                    "other.db-wal", "other.db-shm", NULL};
 	char p[256];
 	for(int i = 0; names[i]; i++) {
@@ -1602,6 +1602,139 @@ static void test_wal_stays_short(void **state)
 	assert_int_equal(imp_db_integrity(c->db), IMP_OK);
 }
 
+/* ---- the connection-status map ---- */
+
+static const char *last_connected_of(ctx *c, const char *id, imp_entity *got)
+{
+	assert_int_equal(imp_db_get(c->db, &imp_kind_device, c->acct_a, id, got), IMP_OK);
+	return json_string_value(json_object_get(got->doc, "lastConnected"));
+}
+
+static void set_connected(ctx *c, const imp_entity *d, int connected, uint64_t at)
+{
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	assert_int_equal(imp_db_device_set_connected(c->db, d->key, d->id.s, connected, at), IMP_OK);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+}
+
+typedef struct {
+	int n;
+	int64_t key;
+	char id[IMP_UUID_LEN + 1];
+} seen_connected;
+
+static void note_connected(int64_t key, const char *id, void *arg)
+{
+	seen_connected *s = arg;
+	s->n++;
+	s->key = key;
+	snprintf(s->id, sizeof s->id, "%s", id);
+}
+
+static void test_status_map(void **state)
+{
+	ctx *c = *state;
+	imp_entity t, d[2], got;
+	char iso[IMP_ISO_LEN + 1];
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	insert_template(c, c->acct_a, "meters", &t);
+	insert_device(c, c->acct_a, &t.id, &DEVS[0], &d[0]);
+	insert_device(c, c->acct_a, &t.id, &DEVS[2], &d[1]);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	const char *id = d[0].id.s;
+	int64_t key = d[0].key;
+
+	/* no broker yet: no file, the store's value (none) */
+	assert_null(last_connected_of(c, id, &got));
+	imp_entity_clear(&got);
+
+	imp_status *w = NULL, *r = NULL;
+	assert_int_equal(imp_status_open(c->path, 1, &w), IMP_OK);
+	assert_int_equal(imp_status_open(c->path, 0, &r), IMP_OK);
+	uint64_t t0 = 1764000000000ull;   /* 2025-11-24T16:00:00Z */
+
+	/* a connect: the store says disconnected, so it must be written; once stored, a second
+	 * connect needs no write, and a connect and disconnect in one window need none either */
+	assert_int_equal(imp_status_note(w, key, id, 1, t0), 1);
+	assert_int_equal(imp_status_note(w, key, id, 1, t0 + 1), 1);   /* not stored yet */
+	set_connected(c, &d[0], 1, t0 + 1);
+	imp_status_stored(w, key, id, 1);
+	assert_int_equal(imp_status_note(w, key, id, 1, t0 + 2), 0);
+	assert_int_equal(imp_status_note(w, key, id, 0, t0 + 3), 1);
+	set_connected(c, &d[0], 0, t0 + 3);
+	imp_status_stored(w, key, id, 0);
+	assert_int_equal(imp_status_note(w, key, id, 0, t0 + 4), 0);
+	assert_int_equal(imp_status_last(r, key, id), t0 + 4);
+	/* the device's lastConnected is the map's, newer than the store's, once the store's
+	 * reader (which looked before the file existed) has looked again */
+	usleep(150 * 1000);
+	imp_iso8601(t0 + 4, iso);
+	assert_string_equal(last_connected_of(c, id, &got), iso);
+	imp_entity_clear(&got);
+	/* the other device has nothing in the map: its own (none) */
+	assert_null(last_connected_of(c, d[1].id.s, &got));
+	imp_entity_clear(&got);
+
+	/* another device at the same key (SQLite reuses a deleted device's key) sees nothing
+	 * of it, and its first connect must be written */
+	assert_int_equal(imp_status_last(r, key, d[1].id.s), 0);
+	assert_int_equal(imp_status_note(w, key, d[1].id.s, 1, t0 + 5), 1);
+	assert_int_equal(imp_status_last(r, key, id), 0);
+	imp_status_stored(w, key, id, 1);   /* not its slot any more: nothing changes */
+	assert_int_equal(imp_status_note(w, key, d[1].id.s, 1, t0 + 6), 1);
+	imp_status_forget(w, key, id);      /* nor here */
+	assert_int_equal(imp_status_last(r, key, d[1].id.s), t0 + 6);
+	imp_status_forget(w, key, d[1].id.s);
+	assert_int_equal(imp_status_last(r, key, d[1].id.s), 0);
+
+	/* keys without a slot: always written, never found */
+	assert_int_equal(imp_status_note(w, 0, id, 0, t0), -1);
+	assert_int_equal(imp_status_note(w, -1, id, 0, t0), -1);
+	assert_int_equal(imp_status_note(w, (int64_t)1 << 32, id, 0, t0), -1);
+	assert_int_equal(imp_status_last(r, 0, id), 0);
+
+	/* past the first 2^20 slots the file grows; a reader sees it within 100 ms */
+	int64_t far = 3 * 1000 * 1000;
+	assert_int_equal(imp_status_note(w, far - 1, id, 0, t0 + 7), 0);
+	assert_int_equal(imp_status_note(w, far, id, 0, t0 + 8), 0);
+	usleep(150 * 1000);
+	assert_int_equal(imp_status_last(r, far, id), t0 + 8);
+	assert_int_equal(imp_status_last(r, far - 1, id), t0 + 7);
+	assert_int_equal(imp_status_last(r, far + 1, id), 0);
+	imp_status_close(&w);
+	assert_null(w);
+
+	/* the start: the devices marked connected are reported, then all are disconnected */
+	set_connected(c, &d[1], 1, t0 + 9);
+	seen_connected sc = {0};
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	assert_int_equal(imp_db_devices_disconnect_all(c->db, note_connected, &sc), IMP_OK);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_int_equal(sc.n, 1);
+	assert_int_equal(sc.key, d[1].key);
+	assert_string_equal(sc.id, d[1].id.s);
+	assert_int_equal(imp_db_get(c->db, &imp_kind_device, c->acct_a, d[1].id.s, &got), IMP_OK);
+	assert_true(json_is_false(json_object_get(got.doc, "connected")));
+	imp_entity_clear(&got);
+
+	/* a file that is not a status file is started again: nothing in it is believed */
+	char path[160];
+	snprintf(path, sizeof path, "%s-status", c->path);
+	FILE *f = fopen(path, "r+");
+	assert_non_null(f);
+	assert_int_equal(fwrite("garbage!", 1, 8, f), 8);
+	fclose(f);
+	assert_int_equal(imp_status_last(r, far, id), 0);   /* a reader does not trust it either */
+	assert_int_equal(imp_status_open(c->path, 1, &w), IMP_OK);
+	assert_int_equal(imp_status_last(r, far, id), 0);
+	assert_int_equal(imp_status_note(w, far, id, 0, t0 + 10), 0);
+	assert_int_equal(imp_status_last(r, far, id), t0 + 10);
+	imp_status_close(&w);
+	imp_status_close(&r);
+	imp_entity_clear(&t);
+	for(int i = 0; i < 2; i++) imp_entity_clear(&d[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1624,6 +1757,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transactions_and_integrity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_feed_generation_and_logins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmarked_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_stays_short, setup, teardown),
 	};

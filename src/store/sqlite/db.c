@@ -65,6 +65,7 @@ struct imp_store {
 	imp_db *all;          /* every open connection, to close the stragglers */
 	struct imp_writer writer;
 	struct imp_ckpt ckpt;
+	imp_status *status;   /* the broker's connection-status map, read */
 };
 
 /* FNV-1a over the length and the first and last 32 bytes: statements built from parts
@@ -339,7 +340,7 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 		return IMP_ERR_STORE;
 	}
 	s->writer.db->store = s;
-	if(imp_feed_open(path, &s->writer.db->feed)) {
+	if(imp_feed_open(path, &s->writer.db->feed) || imp_status_open(path, 0, &s->status)) {
 		imp_store_close(&s);
 		return IMP_ERR_STORE;
 	}
@@ -421,6 +422,8 @@ void imp_db_tx_rollback(imp_db *db)
 	store__feed_done(db);
 }
 
+imp_status *store__status(imp_db *db) { return db->store ? db->store->status : NULL; }
+
 imp_db *imp_store_db(imp_store *s)
 {
 	imp_db *db = pthread_getspecific(s->key);
@@ -451,6 +454,7 @@ void imp_store_close(imp_store **sp)
 	if(s->writer.db) db_close(s->writer.db);
 	pthread_cond_destroy(&s->writer.done);
 	pthread_mutex_destroy(&s->writer.lock);
+	imp_status_close(&s->status);
 	imp_free(s->path);
 	imp_free(s);
 	*sp = NULL;

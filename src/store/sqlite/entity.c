@@ -119,8 +119,20 @@ static void copy_id(imp_id *dst, sqlite3_stmt *st, int i)
 	snprintf(dst->s, sizeof dst->s, "%s", s ? (const char *)s : "");
 }
 
+/* A device's lastConnected: the status map's when it has one (the store's is of the last
+ * change of connected, see imp_status_open). */
+static imp_err last_connected(imp_db *db, imp_entity *e)
+{
+	imp_status *map = store__status(db);
+	uint64_t at = map ? imp_status_last(map, e->key, e->id.s) : 0;
+	if(!at) return IMP_OK;
+	char iso[IMP_ISO_LEN + 1];
+	imp_iso8601(at, iso);
+	return json_object_set_new(e->doc, "lastConnected", json_string(iso)) ? IMP_ERR_NOMEM : IMP_OK;
+}
+
 /* Reads a row selected as META_COLS followed by the kind's columns. */
-static imp_err read_row(sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
+static imp_err read_row(imp_db *db, sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
 {
 	memset(e, 0, sizeof *e);
 	e->key = sqlite3_column_int64(st, 0);
@@ -146,6 +158,10 @@ static imp_err read_row(sqlite3_stmt *st, const imp_kind *k, imp_entity *e)
 			imp_entity_clear(e);
 			return IMP_ERR_NOMEM;
 		}
+	}
+	if(k == &imp_kind_device && last_connected(db, e)) {
+		imp_entity_clear(e);
+		return IMP_ERR_NOMEM;
 	}
 	return IMP_OK;
 }
@@ -244,7 +260,7 @@ imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *i
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, account);
 	int rc = sqlite3_step(st);
-	imp_err err = rc == SQLITE_ROW ? read_row(st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+	imp_err err = rc == SQLITE_ROW ? read_row(db, st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
 	sqlite3_reset(st);
 	return err;
 }
@@ -565,7 +581,7 @@ imp_err imp_db_list_each(imp_db *db, const imp_kind *k, int64_t account, const i
 	int rc;
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		imp_entity e;
-		if((err = read_row(st, k, &e))) break;
+		if((err = read_row(db, st, k, &e))) break;
 		err = fn(db, &e, arg);
 		*last = e.key;
 		imp_entity_clear(&e);
@@ -620,7 +636,7 @@ imp_err imp_db_find_by_secret(imp_db *db, const imp_kind *k, const char *secret,
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_text(st, 1, secret, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
-	imp_err err = rc == SQLITE_ROW ? read_row(st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+	imp_err err = rc == SQLITE_ROW ? read_row(db, st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
 	sqlite3_reset(st);
 	return err;
 }
@@ -642,7 +658,7 @@ static imp_err users_by_email(imp_db *db, const imp_kind *k, const char *email, 
 	*stopped = 0;
 	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		imp_entity e;
-		if((err = read_row(st, k, &e))) break;
+		if((err = read_row(db, st, k, &e))) break;
 		const char *hash = (const char *)sqlite3_column_text(st, ncol - 1);
 		int stop = fn(&e, hash ? hash : "", arg);
 		imp_entity_clear(&e);
@@ -682,7 +698,7 @@ imp_err imp_db_get_by_key(imp_db *db, const imp_kind *k, int64_t account, int64_
 	sqlite3_bind_int64(st, 1, key);
 	sqlite3_bind_int64(st, 2, account);
 	int rc = sqlite3_step(st);
-	imp_err err = rc == SQLITE_ROW ? read_row(st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+	imp_err err = rc == SQLITE_ROW ? read_row(db, st, k, out) : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
 	sqlite3_reset(st);
 	return err;
 }

@@ -38,6 +38,9 @@ struct imp_db {
  * despite an error, or a rollback SQLite did on its own, can never go unannounced. */
 void store__feed_done(imp_db *db);
 
+/* The store's connection-status map (read), NULL on a standalone connection. */
+imp_status *store__status(imp_db *db);
+
 /* The cached prepared statement for sql, reset and unbound; NULL on failure. The
  * connection owns it: callers reset it after use and never finalize it. */
 sqlite3_stmt *store__stmt(imp_db *db, const char *sql);
