@@ -43,29 +43,8 @@ static struct {
 	int idle;            /* the thread waits for a first change (a push wakes it) */
 	imp_db *db;
 	imp_status *map;
-	int reset_pending;   /* the start's "nobody is connected" is not in the store yet */
 	atomic_ulong failures;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
-
-/* The start: whatever a crash left marked connected is not (a broker starting has no
- * sessions). Their words first, so the map never says stored where the store does not; on a
- * failure the next window tries again. */
-static void forget_stored(int64_t key, const char *device_id, void *arg)
-{
-	(void)arg;
-	imp_status_stored(S.map, key, device_id, 0);
-}
-
-static void reset_all(void)
-{
-	S.reset_pending = 1;
-	if(imp_db_tx_begin(S.db) || imp_db_devices_disconnect_all(S.db, forget_stored, NULL) || imp_db_tx_commit(S.db)) {
-		imp_db_tx_rollback(S.db);
-		atomic_fetch_add(&S.failures, 1);
-		return;
-	}
-	S.reset_pending = 0;
-}
 
 /* Records the last change of each device in items: both columns come from it, so the
  * earlier ones (a connect and its disconnect in one batch, as in a reconnect storm) would
@@ -75,7 +54,6 @@ static void reset_all(void)
 static void write_all(const struct item *items, size_t n, uint32_t *seen)
 {
 	size_t slots = 2 * n, writes = 0;
-	if(S.reset_pending) reset_all();
 	memset(seen, 0, slots * sizeof *seen);
 	for(size_t i = n; i-- > 0;) {
 		size_t k = imp_id_hash(items[i].id) % slots;
@@ -168,7 +146,14 @@ imp_err plugin__status_start(const char *path)
 	if(rc) return rc;
 	/* A batch in the server holds the write lock for long runs of transactions. */
 	imp_db_busy_poll(S.db);
-	reset_all();
+	/* A broker starting has no sessions: whatever a crash left marked connected is not.
+	 * The map's marks go once the store's have: until then both still agree. */
+	if(imp_db_tx_begin(S.db) || imp_db_devices_disconnect_all(S.db) || imp_db_tx_commit(S.db)) {
+		imp_db_tx_rollback(S.db);
+		atomic_fetch_add(&S.failures, 1);
+	} else {
+		imp_status_restart(S.map);
+	}
 	S.stop = 0;
 	/* The window's wait on the monotonic clock: a step of the wall clock must not hold the
 	 * status writes back. */

@@ -341,10 +341,8 @@ void imp_db_tx_rollback(imp_db *db);
  * and must still have device_id there (SQLite may give a deleted device's key to a new
  * one); key 0 finds it by id. NOT_FOUND when there is no such device. */
 imp_err imp_db_device_set_connected(imp_db *db, int64_t key, const char *device_id, int connected, uint64_t at_ms);
-/* Marks every device disconnected (a broker starting has no sessions yet), first calling
- * fn with the key and id of each device that was marked connected. */
-typedef void (*imp_connected_fn)(int64_t key, const char *device_id, void *arg);
-imp_err imp_db_devices_disconnect_all(imp_db *db, imp_connected_fn fn, void *arg);
+/* Marks every device disconnected (a broker starting has no sessions yet). */
+imp_err imp_db_devices_disconnect_all(imp_db *db);
 
 /* The connection-status map: a file beside the store (the database's path with "-status"
  * appended) holding one 64-bit word a device at its row key: the time of its last connect
@@ -376,6 +374,9 @@ int imp_status_note(imp_status *s, int64_t key, const char *device_id, int conne
 void imp_status_stored(imp_status *s, int64_t key, const char *device_id, int connected);
 /* Writer: the device is gone from the store: its slot is emptied. */
 void imp_status_forget(imp_status *s, int64_t key, const char *device_id);
+/* Writer: the store now has no device marked connected (after imp_db_devices_disconnect_all
+ * committed). Reads only the parts of the file that hold data. */
+void imp_status_restart(imp_status *s);
 /* Reader: the device's last connect or disconnect in milliseconds since the epoch, 0 when
  * the map has nothing for it. Safe from any number of threads. */
 uint64_t imp_status_last(imp_status *s, int64_t key, const char *device_id);

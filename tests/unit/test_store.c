@@ -1617,20 +1617,6 @@ static void set_connected(ctx *c, const imp_entity *d, int connected, uint64_t a
 	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
 }
 
-typedef struct {
-	int n;
-	int64_t key;
-	char id[IMP_UUID_LEN + 1];
-} seen_connected;
-
-static void note_connected(int64_t key, const char *id, void *arg)
-{
-	seen_connected *s = arg;
-	s->n++;
-	s->key = key;
-	snprintf(s->id, sizeof s->id, "%s", id);
-}
-
 static void test_status_map(void **state)
 {
 	ctx *c = *state;
@@ -1701,21 +1687,30 @@ static void test_status_map(void **state)
 	assert_int_equal(imp_status_last(r, far, id), t0 + 8);
 	assert_int_equal(imp_status_last(r, far - 1, id), t0 + 7);
 	assert_int_equal(imp_status_last(r, far + 1, id), 0);
-	imp_status_close(&w);
-	assert_null(w);
 
-	/* the start: the devices marked connected are reported, then all are disconnected */
+	/* the start: the store has nobody connected, and neither has the map, which keeps the
+	 * times; near slots and far ones alike */
 	set_connected(c, &d[1], 1, t0 + 9);
-	seen_connected sc = {0};
+	assert_int_equal(imp_status_note(w, d[1].key, d[1].id.s, 1, t0 + 9), 1);
+	imp_status_stored(w, d[1].key, d[1].id.s, 1);
+	assert_int_equal(imp_status_note(w, far, id, 1, t0 + 9), 1);
+	imp_status_stored(w, far, id, 1);
+	assert_int_equal(imp_status_note(w, far, id, 1, t0 + 10), 0);
+	imp_status_close(&w);
+	assert_int_equal(imp_status_open(c->path, 1, &w), IMP_OK);
+	assert_int_equal(imp_status_note(w, far, id, 1, t0 + 11), 0);   /* reopening keeps them */
 	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
-	assert_int_equal(imp_db_devices_disconnect_all(c->db, note_connected, &sc), IMP_OK);
+	assert_int_equal(imp_db_devices_disconnect_all(c->db), IMP_OK);
 	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
-	assert_int_equal(sc.n, 1);
-	assert_int_equal(sc.key, d[1].key);
-	assert_string_equal(sc.id, d[1].id.s);
+	imp_status_restart(w);
+	assert_int_equal(imp_status_last(r, far, id), t0 + 11);
+	assert_int_equal(imp_status_last(r, d[1].key, d[1].id.s), t0 + 9);
+	assert_int_equal(imp_status_note(w, far, id, 0, t0 + 12), 0);
+	assert_int_equal(imp_status_note(w, d[1].key, d[1].id.s, 1, t0 + 12), 1);
 	assert_int_equal(imp_db_get(c->db, &imp_kind_device, c->acct_a, d[1].id.s, &got), IMP_OK);
 	assert_true(json_is_false(json_object_get(got.doc, "connected")));
 	imp_entity_clear(&got);
+	imp_status_close(&w);
 
 	/* a file that is not a status file is started again: nothing in it is believed */
 	char path[160];
@@ -1727,9 +1722,10 @@ static void test_status_map(void **state)
 	assert_int_equal(imp_status_last(r, far, id), 0);   /* a reader does not trust it either */
 	assert_int_equal(imp_status_open(c->path, 1, &w), IMP_OK);
 	assert_int_equal(imp_status_last(r, far, id), 0);
-	assert_int_equal(imp_status_note(w, far, id, 0, t0 + 10), 0);
-	assert_int_equal(imp_status_last(r, far, id), t0 + 10);
+	assert_int_equal(imp_status_note(w, far, id, 0, t0 + 13), 0);
+	assert_int_equal(imp_status_last(r, far, id), t0 + 13);
 	imp_status_close(&w);
+	assert_null(w);
 	imp_status_close(&r);
 	imp_entity_clear(&t);
 	for(int i = 0; i < 2; i++) imp_entity_clear(&d[i]);

@@ -229,17 +229,11 @@ imp_err imp_db_device_set_connected(imp_db *db, int64_t key, const char *device_
 	return sqlite3_changes(db->conn) ? IMP_OK : IMP_ERR_NOT_FOUND;
 }
 
-imp_err imp_db_devices_disconnect_all(imp_db *db, imp_connected_fn fn, void *arg)
+imp_err imp_db_devices_disconnect_all(imp_db *db)
 {
-	sqlite3_stmt *st = store__stmt(db, "SELECT key, id FROM devices WHERE connected = 1");
+	sqlite3_stmt *st = store__stmt(db, "UPDATE devices SET connected = 0 WHERE connected = 1");
 	if(!st) return IMP_ERR_STORE;
-	int rc;
-	while((rc = sqlite3_step(st)) == SQLITE_ROW) fn(sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1), arg);
-	sqlite3_reset(st);
-	if(rc != SQLITE_DONE) return store__rc(rc);
-	st = store__stmt(db, "UPDATE devices SET connected = 0 WHERE connected = 1");
-	if(!st) return IMP_ERR_STORE;
-	rc = sqlite3_step(st);
+	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return store__rc(rc);
 }

@@ -1,6 +1,7 @@
 /* The connection-status map: one 64-bit word a device, at the device's row key, in a
  * file beside the store that the broker's status thread maps to write and the server maps
  * to read. See store.h (imp_status_*) for what it holds and why. */
+#define _GNU_SOURCE   /* SEEK_DATA, SEEK_HOLE */
 #include "store/store.h"
 
 #include <fcntl.h>
@@ -190,6 +191,33 @@ void imp_status_forget(imp_status *s, int64_t key, const char *device_id)
 {
 	_Atomic uint64_t *slot = writer_slot(s, key);
 	if(slot && word_tag(atomic_load(slot)) == tag_of(device_id)) atomic_store(slot, 0);
+}
+
+void imp_status_restart(imp_status *s)
+{
+	struct map *m = atomic_load(&s->cur);
+	uint64_t buf[8192];
+	off_t end = (off_t)(m->n * sizeof(uint64_t)), at = 0;
+	/* Read through the descriptor, holes skipped: through the map, every page of a sparse
+	 * file would become memory. */
+	while(at < end) {
+		off_t data = lseek(s->fd, at, SEEK_DATA);
+		if(data < 0 || data >= end) break;
+		off_t hole = lseek(s->fd, data, SEEK_HOLE);
+		if(hole < 0 || hole > end) hole = end;
+		data -= data % (off_t)sizeof(uint64_t);
+		for(at = data; at < hole;) {
+			size_t want = (size_t)(hole - at) < sizeof buf ? (size_t)(hole - at) : sizeof buf;
+			ssize_t got = pread(s->fd, buf, want, at);
+			if(got < (ssize_t)sizeof(uint64_t)) return;
+			uint64_t first = (uint64_t)at / sizeof(uint64_t);
+			for(size_t i = 0; i < (size_t)got / sizeof(uint64_t); i++) {
+				if(first + i == 0 || !(buf[i] & STORED)) continue;
+				atomic_fetch_and(&m->w[first + i], ~STORED);
+			}
+			at += got - got % (ssize_t)sizeof(uint64_t);
+		}
+	}
 }
 
 /* Reader: maps the file anew when it grew or was replaced since the last look. */
