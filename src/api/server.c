@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -51,6 +53,58 @@ typedef struct {
 	void *sstate;
 	imp_err serr;
 } conn_state;
+
+/* Lingering close. A body over the limit is refused before it is read (its client may be
+ * waiting on 100-continue), and libmicrohttpd then closes the connection; a client that
+ * did not wait is still sending, and a close with its bytes unread makes the kernel answer
+ * with a reset, which can reach the client before it has read the 413 (curl: "failed
+ * sending data", about one oversized request in seventy under load). So the answer's
+ * connection is kept open on a duplicate of its descriptor by a thread that reads and drops
+ * what still comes, until the client closes, LINGER_MS pass or LINGER_MAX bytes were
+ * dropped. At most LINGER_CONNS at once: past that, a connection closes as before. */
+#define LINGER_MS 2000
+#define LINGER_MAX (64u << 20)
+#define LINGER_CONNS 32
+static atomic_int lingering;
+
+static void *linger_run(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[16384];
+	size_t dropped = 0;
+	uint64_t end = imp_mono_us() / 1000 + LINGER_MS;
+	for(;;) {
+		uint64_t now = imp_mono_us() / 1000;
+		if(now >= end || dropped >= LINGER_MAX) break;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if(poll(&p, 1, (int)(end - now)) <= 0) break;
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if(n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+		if(n > 0) dropped += (size_t)n;
+	}
+	close(fd);
+	atomic_fetch_sub(&lingering, 1);
+	return NULL;
+}
+
+static void linger(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if(!ci || atomic_fetch_add(&lingering, 1) >= LINGER_CONNS) {
+		if(ci) atomic_fetch_sub(&lingering, 1);
+		return;
+	}
+	int fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if(fd < 0 || pthread_create(&t, &attr, linger_run, (void *)(intptr_t)fd)) {
+		if(fd >= 0) close(fd);
+		atomic_fetch_sub(&lingering, 1);
+	}
+	pthread_attr_destroy(&attr);
+}
 
 static void log_line(const char *method, const char *route, unsigned status, uint64_t us)
 {
@@ -191,6 +245,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			json_t *b = error_body(&r, IMP_ERR_TOO_LARGE);
 			enum MHD_Result ret = send_json(c, 413, b, NULL);
 			json_decref(b);
+			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+			if(ret == MHD_YES && !(expect && strcasecmp(expect, "100-continue") == 0)) linger(c);
 			log_line(method, "-", 413, imp_mono_us() - cs->start_us);
 			cs->too_large = 2;
 			return ret;
