@@ -32,8 +32,25 @@
 #include "core/mem.h"
 #include "core/timeutil.h"
 
+/* Write requests (every method but GET and HEAD) run on a pool of threads of their own,
+ * the connection suspended meanwhile. A write handler holds its thread until its group
+ * commits: on the HTTP threads, at most one write per thread could wait for a commit, so
+ * groups stayed as small as the HTTP pool (and reads queued behind writes on the same
+ * thread). With WRITERS_PER_THREAD writers per HTTP thread, groups grow with the load while
+ * the HTTP threads keep parsing and serving reads. */
+#define WRITERS_PER_THREAD 4
+
+typedef struct conn_state conn_state;
+
 struct imp_server {
 	struct MHD_Daemon *daemon;
+	/* the write pool */
+	pthread_t *writers;
+	unsigned nwriters;
+	pthread_mutex_t wlock;
+	pthread_cond_t wwake;
+	conn_state *whead, *wtail;
+	int wstop;
 	imp_app *app;
 	atomic_int inflight;
 	unsigned port;
@@ -43,7 +60,7 @@ struct imp_server {
 	atomic_int stopping;
 };
 
-typedef struct {
+struct conn_state {
 	char *buf;
 	size_t len;
 	int too_large;
@@ -52,7 +69,16 @@ typedef struct {
 	imp_req *sreq;
 	void *sstate;
 	imp_err serr;
-} conn_state;
+	/* A write on the pool: the request, then its answer. */
+	imp_req *wreq;
+	struct MHD_Connection *conn;
+	conn_state *wnext;
+	int answered;
+	unsigned status;
+	json_t *body;
+	char *text;
+	size_t text_len;
+};
 
 /* Lingering close. A body over the limit is refused before it is read (its client may be
  * waiting on 100-continue), and libmicrohttpd then closes the connection; a client that
@@ -223,6 +249,55 @@ static enum MHD_Result stream_step(conn_state *cs, struct MHD_Connection *c, con
 	return ret;
 }
 
+/* Runs the request in cs->wreq and keeps its answer in cs. */
+static void run_request(conn_state *cs)
+{
+	imp_req *r = cs->wreq;
+	imp_err rc;
+	if(cs->too_large) {
+		rc = api_fail(r, IMP_ERR_TOO_LARGE, "body_too_large", NULL, "request bodies are limited to %d bytes",
+		              IMP_BODY_MAX);
+	} else {
+		rc = imp_router_dispatch(r);
+	}
+	if(rc) {
+		cs->status = api_status(rc);
+		json_decref(r->out);
+		r->out = NULL;
+		imp_free(r->out_text);
+		r->out_text = NULL;
+		cs->body = error_body(r, rc);
+	} else {
+		cs->status = r->status ? r->status : 200;
+		cs->body = r->out;
+		cs->text = r->out_text;
+		cs->text_len = r->out_len;
+		r->out = NULL;
+		r->out_text = NULL;
+	}
+	if(r->db) imp_db_rollback(&r->db); /* a handler that failed mid-transaction */
+	cs->answered = 1;
+}
+
+static void *writer_run(void *arg)
+{
+	imp_server *srv = arg;
+	pthread_mutex_lock(&srv->wlock);
+	for(;;) {
+		while(!srv->whead && !srv->wstop) pthread_cond_wait(&srv->wwake, &srv->wlock);
+		conn_state *cs = srv->whead;
+		if(!cs) break;   /* stopping, and nothing is left */
+		srv->whead = cs->wnext;
+		if(!srv->whead) srv->wtail = NULL;
+		pthread_mutex_unlock(&srv->wlock);
+		run_request(cs);
+		MHD_resume_connection(cs->conn);
+		pthread_mutex_lock(&srv->wlock);
+	}
+	pthread_mutex_unlock(&srv->wlock);
+	return arg;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -276,42 +351,42 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if(cs->too_large == 2) return MHD_YES;
 
-	imp_req r = {0};
-	r.app = srv->app;
-	r.conn = c;
-	r.method = method;
-	r.url = url;
-	r.body = cs->buf ? cs->buf : "";
-	r.body_len = cs->len;
-	client_addr(c, r.addr, sizeof r.addr);
-
-	imp_err rc;
-	if(cs->too_large) {
-		rc = api_fail(&r, IMP_ERR_TOO_LARGE, "body_too_large", NULL, "request bodies are limited to %d bytes",
-		              IMP_BODY_MAX);
-	} else {
-		rc = imp_router_dispatch(&r);
+	if(cs->answered) {
+		enum MHD_Result ret = send_json_text(c, cs->status, cs->body, cs->text, cs->text_len, cs->wreq);
+		cs->body = NULL;
+		cs->text = NULL;
+		log_line(method, cs->wreq->route ? cs->wreq->route->pattern : "-", cs->status, imp_mono_us() - cs->start_us);
+		return ret;
 	}
-	unsigned status;
-	json_t *body;
-	char *text = NULL;
-	if(rc) {
-		status = api_status(rc);
-		json_decref(r.out);
-		r.out = NULL;
-		imp_free(r.out_text);
-		r.out_text = NULL;
-		body = error_body(&r, rc);
-	} else {
-		status = r.status ? r.status : 200;
-		body = r.out;
-		text = r.out_text;
-		r.out = NULL;
-		r.out_text = NULL;
+	/* A read runs here, its request on the stack; a write on the pool, its request kept. */
+	int write = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+	imp_req local = {0}, *r = write ? imp_calloc(1, sizeof *r) : &local;
+	if(!r) return MHD_NO;
+	r->app = srv->app;
+	r->conn = c;
+	r->method = method;
+	r->url = url;
+	r->body = cs->buf ? cs->buf : "";
+	r->body_len = cs->len;
+	client_addr(c, r->addr, sizeof r->addr);
+	cs->wreq = r;
+	if(write) {
+		cs->conn = c;
+		MHD_suspend_connection(c);
+		pthread_mutex_lock(&srv->wlock);
+		if(srv->wtail) srv->wtail->wnext = cs;
+		else srv->whead = cs;
+		srv->wtail = cs;
+		pthread_cond_signal(&srv->wwake);
+		pthread_mutex_unlock(&srv->wlock);
+		return MHD_YES;
 	}
-	if(r.db) imp_db_rollback(&r.db); /* a handler that failed mid-transaction */
-	enum MHD_Result ret = send_json_text(c, status, body, text, r.out_len, &r);
-	log_line(method, r.route ? r.route->pattern : "-", status, imp_mono_us() - cs->start_us);
+	run_request(cs);
+	cs->wreq = NULL;
+	enum MHD_Result ret = send_json_text(c, cs->status, cs->body, cs->text, cs->text_len, r);
+	cs->body = NULL;
+	cs->text = NULL;
+	log_line(method, r->route ? r->route->pattern : "-", cs->status, imp_mono_us() - cs->start_us);
 	return ret;
 }
 
@@ -323,6 +398,9 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
 	if(cs->sstate) cs->sreq->route->stream->close(cs->sstate);
 	if(cs->sreq && cs->sreq->db) imp_db_rollback(&cs->sreq->db);
 	imp_free(cs->sreq);
+	json_decref(cs->body);
+	imp_free(cs->text);
+	imp_free(cs->wreq);
 	imp_free(cs->buf);
 	imp_free(cs);
 	*con_cls = NULL;
@@ -399,6 +477,22 @@ static int open_listener(const struct sockaddr_storage *ss, unsigned *port)
 	return fd;
 }
 
+/* Lets the pool finish what it was given, then ends it: every suspended connection has
+ * been resumed when this returns (libmicrohttpd must not stop with one suspended). */
+static void stop_writers(imp_server *srv)
+{
+	pthread_mutex_lock(&srv->wlock);
+	srv->wstop = 1;
+	pthread_cond_broadcast(&srv->wwake);
+	pthread_mutex_unlock(&srv->wlock);
+	for(unsigned i = 0; i < srv->nwriters; i++) pthread_join(srv->writers[i], NULL);
+	imp_free(srv->writers);
+	srv->writers = NULL;
+	srv->nwriters = 0;
+	pthread_cond_destroy(&srv->wwake);
+	pthread_mutex_destroy(&srv->wlock);
+}
+
 imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp_server **out)
 {
 	struct sockaddr_storage ss = {0};
@@ -410,7 +504,8 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 		imp_free(srv);
 		return IMP_ERR_IO;
 	}
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET |
+	                 MHD_ALLOW_SUSPEND_RESUME;
 	if(ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
 	srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, &on_request, srv,
 		MHD_OPTION_THREAD_POOL_SIZE, threads,
@@ -418,7 +513,15 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
 		MHD_OPTION_END);
-	if(!srv->daemon || pthread_create(&srv->acceptor, NULL, accept_loop, srv)) {
+	pthread_mutex_init(&srv->wlock, NULL);
+	pthread_cond_init(&srv->wwake, NULL);
+	unsigned want = threads * WRITERS_PER_THREAD;
+	srv->writers = srv->daemon ? imp_calloc(want, sizeof *srv->writers) : NULL;
+	for(; srv->writers && srv->nwriters < want; srv->nwriters++) {
+		if(pthread_create(&srv->writers[srv->nwriters], NULL, writer_run, srv)) break;
+	}
+	if(!srv->daemon || !srv->nwriters || pthread_create(&srv->acceptor, NULL, accept_loop, srv)) {
+		stop_writers(srv);
 		if(srv->daemon) MHD_stop_daemon(srv->daemon);
 		close(srv->listen_fd);
 		imp_free(srv);
@@ -441,6 +544,7 @@ void imp_server_stop(imp_server **sp, unsigned grace_ms)
 	if(srv->accepting) pthread_join(srv->acceptor, NULL);
 	close(srv->listen_fd);
 	for(unsigned waited = 0; atomic_load(&srv->inflight) > 0 && waited < grace_ms; waited += 10) usleep(10000);
+	stop_writers(srv);
 	MHD_stop_daemon(srv->daemon);
 	imp_free(srv);
 	*sp = NULL;
