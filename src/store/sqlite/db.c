@@ -19,6 +19,10 @@
 
 struct imp_writer {
 	pthread_mutex_t lock;
+	/* Members of a group wait for its commit on a lock of their own: woken, each had to take
+	 * the writer's lock again only to read its outcome, so a commit's whole group queued for
+	 * the writer ahead of the next group's requests. */
+	pthread_mutex_t done_lock;
 	pthread_cond_t done;
 	atomic_int waiting;      /* threads queued for the lock */
 	atomic_int finish_ckpt;  /* the checkpointer asks for the rest of its copy */
@@ -334,6 +338,7 @@ imp_err imp_store_open(const char *path, int create, imp_store **out)
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->writer.lock, NULL);
+	pthread_mutex_init(&s->writer.done_lock, NULL);
 	pthread_cond_init(&s->writer.done, NULL);
 	if(db_open(path, SQLITE_OPEN_READWRITE, &s->writer.db)) {
 		imp_store_close(&s);
@@ -453,6 +458,7 @@ void imp_store_close(imp_store **sp)
 	ckpt_stop(s);
 	if(s->writer.db) db_close(s->writer.db);
 	pthread_cond_destroy(&s->writer.done);
+	pthread_mutex_destroy(&s->writer.done_lock);
 	pthread_mutex_destroy(&s->writer.lock);
 	imp_status_close(&s->status);
 	imp_free(s->path);
@@ -490,9 +496,11 @@ static void group_done(struct imp_writer *w, imp_err rc)
 	store__feed_done(w->db);
 	w->open = 0;
 	w->count = 0;
+	pthread_mutex_lock(&w->done_lock);
 	w->rc[w->gen % RC_RING] = rc;
 	w->committed = w->gen;
 	pthread_cond_broadcast(&w->done);
+	pthread_mutex_unlock(&w->done_lock);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -506,9 +514,12 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 		group_done(w, rc);
 		return failed_self ? IMP_OK : rc;
 	}
-	while(w->committed < mine) pthread_cond_wait(&w->done, &w->lock);
-	imp_err rc = w->rc[mine % RC_RING];
+	/* The next request may write while this one waits. */
 	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_lock(&w->done_lock);
+	while(w->committed < mine) pthread_cond_wait(&w->done, &w->done_lock);
+	imp_err rc = w->rc[mine % RC_RING];
+	pthread_mutex_unlock(&w->done_lock);
 	return failed_self ? IMP_OK : rc;
 }
 
