@@ -49,6 +49,7 @@ struct imp_mqtt_principal {
 	int64_t account;                   /* the account's store key */
 	int64_t device_key;                /* a device's row key */
 	char org_id[IMP_UUID_LEN + 1];     /* end users: their organization */
+	char template_id[IMP_UUID_LEN + 1];   /* devices: their template */
 	imp_acl_reach_fn reach;            /* end users; NULL reaches nothing */
 	void *reach_arg;                   /* what reach reads (the store connection) */
 };

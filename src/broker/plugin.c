@@ -20,6 +20,7 @@
 #include "broker/verify.h"
 #include "core/crypto.h"
 #include "core/keys.h"
+#include "core/mem.h"
 #include "core/timeutil.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -179,12 +180,91 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* A template's channels changed: every live session of its devices gets the new ones
+ * (read once, for the first of them), so a channel added can be used and a channel deleted
+ * can no longer be, from the next message on. When the store cannot be read (busy), the
+ * template waits in PENDING and the next tick tries again; a session whose copy cannot be
+ * made (no memory) is ended: its device reconnects and reads them afresh. */
+#define RECHANNEL_KICKS 4096
+#define PENDING_MAX 64
+static char PENDING[PENDING_MAX][IMP_UUID_LEN + 1];
+static size_t npending;
+struct rechannel {
+	const char *template_id;
+	int read;
+	imp_err rc;
+	imp_acl_channel *ch;
+	size_t n, kicks, updated;
+	char (*kick)[IMP_UUID_LEN + 1];
+};
+
+static void rechannel_one(plugin_client *c, void *arg)
+{
+	struct rechannel *t = arg;
+	if(c->p.type != IMP_PRINCIPAL_DEVICE || strcmp(c->p.template_id, t->template_id) != 0) return;
+	if(!t->read) {
+		t->read = 1;
+		t->rc = imp_principal_template_channels(G.db, c->p.account, t->template_id, &t->ch, &t->n);
+		if(!t->rc) plugin__templates_put(c->p.account, t->template_id, t->ch, t->n);
+	}
+	if(!t->rc && !imp_principal_set_channels(&c->p, t->ch, t->n)) {
+		t->updated++;
+		return;
+	}
+	if(t->rc && t->rc != IMP_ERR_NOMEM) return;   /* the store: all of them again later */
+	if(t->kick && t->kicks < RECHANNEL_KICKS) snprintf(t->kick[t->kicks++], IMP_UUID_LEN + 1, "%s", c->p.id);
+}
+
+/* 0, or -1 when the store could not be read (the caller tries again later). */
+static int rechannel(const char *template_id)
+{
+	plugin__templates_forget(template_id);
+	struct rechannel t = {.template_id = template_id};
+	t.kick = mosquitto_malloc(RECHANNEL_KICKS * sizeof *t.kick);
+	plugin__clients_each(rechannel_one, &t);
+	if(t.rc && t.rc != IMP_ERR_NOMEM) {
+		/* Nothing was changed: rechannel_one lists no session when the read failed. */
+		mosquitto_free(t.kick);
+		return -1;
+	}
+	for(size_t i = 0; i < t.kicks; i++) {
+		mosquitto_kick_client_by_clientid(t.kick[i], false);
+		plugin__clients_del(t.kick[i]);
+	}
+	if(t.updated || t.kicks)
+		mosquitto_log_printf(MOSQ_LOG_INFO, "imprint: channels of template %s: %zu sessions updated, %zu ended",
+		                     template_id, t.updated, t.kicks);
+	mosquitto_free(t.kick);
+	imp_free(t.ch);
+	return 0;
+}
+
+static void rechannel_later(const char *template_id)
+{
+	for(size_t i = 0; i < npending; i++) {
+		if(strcmp(PENDING[i], template_id) == 0) return;
+	}
+	if(npending < PENDING_MAX) {
+		snprintf(PENDING[npending++], IMP_UUID_LEN + 1, "%s", template_id);
+		return;
+	}
+	mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: channels of template %s not applied to live sessions", template_id);
+}
+
+static void rechannel_pending(void)
+{
+	size_t kept = 0;
+	for(size_t i = 0; i < npending; i++) {
+		if(rechannel(PENDING[i])) memmove(PENDING[kept++], PENDING[i], IMP_UUID_LEN + 1);
+	}
+	npending = kept;
+}
+
 static int on_change(int64_t seq, const char *entity_id, const char *what, void *arg)
 {
 	if(strcmp(what, "enable") == 0 || !imp_id_valid(entity_id)) return 0;
 	if(strcmp(what, "channels") == 0) {
-		/* A template's channels: new sessions read them again; live ones keep theirs. */
-		plugin__templates_forget(entity_id);
+		if(rechannel(entity_id)) rechannel_later(entity_id);
 		return 0;
 	}
 	/* A session that logged in on a store that held this change already (a device that
@@ -206,6 +286,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	if(now < G.next_feed_ms) return MOSQ_ERR_SUCCESS;
 	G.next_feed_ms = now + FEED_EVERY_MS;
 	plugin__logins_tick(G.db);
+	rechannel_pending();
 	/* A busy store (a checkpoint, a recovery) skips this tick rather than wait. */
 	if(!G.feed_ready) G.feed_ready = imp_db_changes_last(G.db, &G.last_seq) == IMP_OK;
 	else imp_db_changes_since(G.db, &G.last_seq, FEED_BATCH, on_change, NULL);

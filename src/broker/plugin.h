@@ -22,6 +22,8 @@ plugin_client *plugin__clients_get(const char *id);
 /* Drops the entry of client id, if any. */
 void plugin__clients_del(const char *id);
 size_t plugin__clients_count(void);
+/* Calls fn with every entry; fn must not add or drop entries. */
+void plugin__clients_each(void (*fn)(plugin_client *c, void *arg), void *arg);
 void plugin__clients_free(void);
 
 /* A device template's channels, read from the store at the first connect of one of its

@@ -82,6 +82,13 @@ imp_err plugin__clients_put(const void *conn, int64_t change_seq, imp_mqtt_princ
 
 size_t plugin__clients_count(void) { return count; }
 
+void plugin__clients_each(void (*fn)(plugin_client *c, void *arg), void *arg)
+{
+	for(size_t i = 0; i < nbuckets; i++) {
+		for(plugin_client *c = buckets[i]; c; c = c->next) fn(c, arg);
+	}
+}
+
 void plugin__clients_free(void)
 {
 	for(size_t i = 0; i < nbuckets; i++) {

@@ -74,6 +74,7 @@ static imp_err principal_base(const char *id, const imp_auth_row *row, imp_mqtt_
 	else return IMP_ERR_INVALID;
 	p->account = row->account;
 	p->device_key = row->is_device ? row->device_key : 0;
+	if(row->is_device) snprintf(p->template_id, sizeof p->template_id, "%s", row->template_id);
 	return IMP_OK;
 }
 
@@ -106,6 +107,33 @@ imp_err imp_principal_device(const char *id, const imp_auth_row *row, const imp_
 	if(!n) return IMP_OK;
 	if(!(p->channels = imp_malloc(n * sizeof *ch))) return IMP_ERR_NOMEM;
 	memcpy(p->channels, ch, n * sizeof *ch);
+	p->nchannels = n;
+	return IMP_OK;
+}
+
+imp_err imp_principal_template_channels(imp_db *db, int64_t account, const char *template_id, imp_acl_channel **ch,
+                                        size_t *n)
+{
+	imp_mqtt_principal p = {0};
+	struct collect c = {&p, 0, IMP_OK};
+	imp_err rc = imp_db_template_channels(db, account, template_id, add_channel, &c);
+	if(!rc) rc = c.rc;
+	if(rc) {
+		imp_principal_clear(&p);
+		return rc;
+	}
+	*ch = p.channels;
+	*n = p.nchannels;
+	return IMP_OK;
+}
+
+imp_err imp_principal_set_channels(imp_mqtt_principal *p, const imp_acl_channel *ch, size_t n)
+{
+	imp_acl_channel *copy = n ? imp_malloc(n * sizeof *ch) : NULL;
+	if(n && !copy) return IMP_ERR_NOMEM;
+	if(n) memcpy(copy, ch, n * sizeof *ch);
+	imp_free(p->channels);
+	p->channels = copy;
 	p->nchannels = n;
 	return IMP_OK;
 }

@@ -17,6 +17,12 @@ imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, 
 imp_err imp_principal_device(const char *id, const imp_auth_row *row, const imp_acl_channel *ch, size_t n,
                              imp_mqtt_principal *p);
 
+/* The channels of a device template, read now into *ch (allocated; imp_free) and *n. */
+imp_err imp_principal_template_channels(imp_db *db, int64_t account, const char *template_id, imp_acl_channel **ch,
+                                        size_t *n);
+/* Replaces p's channels with a copy of the n channels ch. IMP_ERR_NOMEM leaves p as it was. */
+imp_err imp_principal_set_channels(imp_mqtt_principal *p, const imp_acl_channel *ch, size_t n);
+
 /* Frees p's channels; p may then be reused. */
 void imp_principal_clear(imp_mqtt_principal *p);
 

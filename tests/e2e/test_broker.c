@@ -541,6 +541,47 @@ static void channel_changes_reach_new_sessions(void **state)
 	if(ms < 0 || ms > 1000) fail_msg("a deleted channel stopped at new sessions after %ld ms", ms);
 }
 
+/* Milliseconds until publishing on the device's channel rest from the live session c
+ * gets want, or -1. */
+static long live_pub_within(cl *c, int i, const char *rest, int want)
+{
+	char t[256];
+	topic(t, sizeof t, S.admin.account_id, dev(i), rest);
+	uint64_t t0 = now_ms();
+	for(uint64_t end = t0 + WAIT_MS; now_ms() < end; sleep_ms(20)) {
+		int rc = pub1(c, t);
+		if((rc == 0x10 ? 0 : rc) == want) return (long)(now_ms() - t0);
+	}
+	return -1;
+}
+
+/* ... and every live session of those devices within a second, without ending it. */
+static void channel_changes_reach_live_sessions(void **state)
+{
+	cl *c = cl_connect(dev(DP), NULL, SECRET[DP], 5);
+	assert_int_equal(get(c, &c->connack), 0);
+	assert_true(live_pub_within(c, DP, "live", 0x87) >= 0);   /* not a channel yet */
+	json_decref(create("/api/v1/channels/templates", "channelTemplate",
+	                   "{\"name\":\"live\",\"entityType\":\"deviceTemplate\",\"entityId\":\"{T2}\","
+	                   "\"permission\":\"publish\"}", "CH_LIVE"));
+	long ms = live_pub_within(c, DP, "live", 0);
+	print_message("a new channel reached a live session after %ld ms\n", ms);
+	if(ms < 0 || ms > 1000) fail_msg("a new channel reached a live session after %ld ms", ms);
+	char path[128];
+	snprintf(path, sizeof path, "/api/v1/channels/templates/%s", getvar("CH_LIVE"));
+	h_resp r = api("DELETE", path, NULL);
+	check_resp(&r, 204, NULL, NULL, "channel delete");
+	h_resp_free(&r);
+	ms = live_pub_within(c, DP, "live", 0x87);
+	print_message("a deleted channel stopped a live session after %ld ms\n", ms);
+	if(ms < 0 || ms > 1000) fail_msg("a deleted channel stopped a live session after %ld ms", ms);
+	pthread_mutex_lock(&c->lock);
+	int gone = c->gone;
+	pthread_mutex_unlock(&c->lock);
+	assert_false(gone);   /* the session went on throughout */
+	cl_close(c);
+}
+
 /* A device's wildcard subscription over its own tree gets only what it may read. */
 static void per_message_read_check(void **state)
 {
@@ -1061,6 +1102,7 @@ int main(void)
 		cmocka_unit_test(connect_rules),
 		cmocka_unit_test(device_topics),
 		cmocka_unit_test(channel_changes_reach_new_sessions),
+		cmocka_unit_test(channel_changes_reach_live_sessions),
 		cmocka_unit_test(per_message_read_check),
 		cmocka_unit_test(account_user_topics),
 		cmocka_unit_test(end_users_in_sibling_organizations),
