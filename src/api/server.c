@@ -320,8 +320,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			json_t *b = error_body(&r, IMP_ERR_TOO_LARGE);
 			enum MHD_Result ret = send_json(c, 413, b, NULL);
 			json_decref(b);
+			/* libmicrohttpd stops reading a request answered early only for POST and PUT;
+			 * it reads the others' bodies itself, and a drain beside it would take bytes
+			 * it waits for. */
 			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
-			if(ret == MHD_YES && !(expect && strcasecmp(expect, "100-continue") == 0)) linger(c);
+			int early_close = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
+			if(ret == MHD_YES && early_close && !(expect && strcasecmp(expect, "100-continue") == 0)) linger(c);
 			log_line(method, "-", 413, imp_mono_us() - cs->start_us);
 			cs->too_large = 2;
 			return ret;
@@ -371,18 +375,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	client_addr(c, r->addr, sizeof r->addr);
 	cs->wreq = r;
 	if(write) {
-		cs->conn = c;
-		MHD_suspend_connection(c);
+		/* Once the pool stops (the server is stopping), a write still arriving on a kept-alive
+		 * connection runs here: suspended, it would never be resumed, and libmicrohttpd
+		 * must not stop with a connection suspended. */
 		pthread_mutex_lock(&srv->wlock);
-		if(srv->wtail) srv->wtail->wnext = cs;
-		else srv->whead = cs;
-		srv->wtail = cs;
-		pthread_cond_signal(&srv->wwake);
+		int queued = !srv->wstop;
+		if(queued) {
+			cs->conn = c;
+			MHD_suspend_connection(c);
+			if(srv->wtail) srv->wtail->wnext = cs;
+			else srv->whead = cs;
+			srv->wtail = cs;
+			pthread_cond_signal(&srv->wwake);
+		}
 		pthread_mutex_unlock(&srv->wlock);
-		return MHD_YES;
+		if(queued) return MHD_YES;
 	}
 	run_request(cs);
-	cs->wreq = NULL;
+	if(!write) cs->wreq = NULL;   /* on the stack */
 	enum MHD_Result ret = send_json_text(c, cs->status, cs->body, cs->text, cs->text_len, r);
 	cs->body = NULL;
 	cs->text = NULL;
@@ -478,7 +488,9 @@ static int open_listener(const struct sockaddr_storage *ss, unsigned *port)
 }
 
 /* Lets the pool finish what it was given, then ends it: every suspended connection has
- * been resumed when this returns (libmicrohttpd must not stop with one suspended). */
+ * been resumed when this returns (libmicrohttpd must not stop with one suspended), and
+ * writes arriving from now on run on the HTTP threads. The lock stays for them until the
+ * daemon has stopped (free_writers). */
 static void stop_writers(imp_server *srv)
 {
 	pthread_mutex_lock(&srv->wlock);
@@ -489,6 +501,10 @@ static void stop_writers(imp_server *srv)
 	imp_free(srv->writers);
 	srv->writers = NULL;
 	srv->nwriters = 0;
+}
+
+static void free_writers(imp_server *srv)
+{
 	pthread_cond_destroy(&srv->wwake);
 	pthread_mutex_destroy(&srv->wlock);
 }
@@ -523,6 +539,7 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 	if(!srv->daemon || !srv->nwriters || pthread_create(&srv->acceptor, NULL, accept_loop, srv)) {
 		stop_writers(srv);
 		if(srv->daemon) MHD_stop_daemon(srv->daemon);
+		free_writers(srv);
 		close(srv->listen_fd);
 		imp_free(srv);
 		return IMP_ERR_IO;
@@ -546,6 +563,7 @@ void imp_server_stop(imp_server **sp, unsigned grace_ms)
 	for(unsigned waited = 0; atomic_load(&srv->inflight) > 0 && waited < grace_ms; waited += 10) usleep(10000);
 	stop_writers(srv);
 	MHD_stop_daemon(srv->daemon);
+	free_writers(srv);
 	imp_free(srv);
 	*sp = NULL;
 }

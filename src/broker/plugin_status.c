@@ -51,7 +51,7 @@ static struct {
  * only be overwritten. seen: 2n slots, scratch; an item to write keeps its slot's mark with
  * bit 31 set. */
 #define WRITE (1u << 31)
-static void write_all(const struct item *items, size_t n, uint32_t *seen)
+static void write_all(struct item *items, size_t n, uint32_t *seen)
 {
 	size_t slots = 2 * n, writes = 0;
 	memset(seen, 0, slots * sizeof *seen);
@@ -72,8 +72,10 @@ static void write_all(const struct item *items, size_t n, uint32_t *seen)
 	imp_err rc = imp_db_tx_begin(S.db);
 	for(size_t k = 0; !rc && k < slots; k++) {
 		if(!(seen[k] & WRITE)) continue;
-		const struct item *it = &items[(seen[k] & ~WRITE) - 1];
-		rc = imp_db_device_set_connected(S.db, it->key, it->id, it->connected, it->at);
+		struct item *it = &items[(seen[k] & ~WRITE) - 1];
+		/* Found by id (key 0: a disconnect the broker knew nothing of), the device's key
+		 * comes back for its slot. */
+		rc = imp_db_device_set_connected(S.db, &it->key, it->id, it->connected, it->at);
 		if(rc == IMP_ERR_NOT_FOUND) {   /* deleted meanwhile, or not a device */
 			imp_status_forget(S.map, it->key, it->id);
 			seen[k] &= ~WRITE;
@@ -89,7 +91,7 @@ static void write_all(const struct item *items, size_t n, uint32_t *seen)
 	for(size_t k = 0; k < slots; k++) {
 		if(!(seen[k] & WRITE)) continue;
 		const struct item *it = &items[(seen[k] & ~WRITE) - 1];
-		imp_status_stored(S.map, it->key, it->id, it->connected);
+		imp_status_stored(S.map, it->key, it->id, it->connected, it->at);
 	}
 }
 
@@ -142,8 +144,13 @@ static void *run(void *arg)
 imp_err plugin__status_start(const char *path)
 {
 	imp_err rc = imp_db_open(path, 0, BUSY_MS, &S.db);
-	if(!rc && (rc = imp_status_open(path, 1, &S.map))) imp_db_close(&S.db);
 	if(rc) return rc;
+	/* Without the status file (it cannot be made), every change goes to the store, as
+	 * before there was one: slower in a storm, never wrong. */
+	if(imp_status_open(path, 1, &S.map)) {
+		S.map = NULL;
+		atomic_fetch_add(&S.failures, 1);
+	}
 	/* A batch in the server holds the write lock for long runs of transactions. */
 	imp_db_busy_poll(S.db);
 	/* A broker starting has no sessions: whatever a crash left marked connected is not.

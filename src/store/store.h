@@ -339,8 +339,9 @@ void imp_db_tx_rollback(imp_db *db);
  * time change: status is observed, not edited, and must not make a client's If-Match
  * stale. The device is found by its row key (one B-tree descent, where its id would take two)
  * and must still have device_id there (SQLite may give a deleted device's key to a new
- * one); key 0 finds it by id. NOT_FOUND when there is no such device. */
-imp_err imp_db_device_set_connected(imp_db *db, int64_t key, const char *device_id, int connected, uint64_t at_ms);
+ * one); *key 0 finds it by id and sets *key to its row key. NOT_FOUND when there is no
+ * such device. */
+imp_err imp_db_device_set_connected(imp_db *db, int64_t *key, const char *device_id, int connected, uint64_t at_ms);
 /* Marks every device disconnected (a broker starting has no sessions yet). */
 imp_err imp_db_devices_disconnect_all(imp_db *db);
 
@@ -357,21 +358,25 @@ imp_err imp_db_devices_disconnect_all(imp_db *db);
  * time in the store is the one of that write, the map's the latest.
  *
  * A word is tagged with a hash of the device's id: a deleted device's key given to a new
- * device shows nothing of the old one. The file is sparse (pages appear as devices
- * connect) and grows as keys do; nothing in it is needed for recovery: lost, lastConnected
- * falls back to the store's. */
+ * device shows nothing of the old one. The file grows as keys do, its blocks reserved (a
+ * store into a mapped page the disk cannot back is SIGBUS), its pages in memory only as
+ * devices connect; nothing in it is needed for recovery: lost, lastConnected falls back to
+ * the store's. */
 typedef struct imp_status imp_status;
 /* writable: the writer's map, the file made (or started again when it is not a status
  * file) now; IMP_ERR_STORE when it cannot be. A reader maps the file when it exists and
  * looks again every 100 ms for a grown or replaced one. */
 imp_err imp_status_open(const char *db_path, int writable, imp_status **out);
+/* Every writer function takes s NULL as a map that has no slot for anyone. */
 void imp_status_close(imp_status **s);
 /* Writer: records a connect or disconnect at at_ms. 1 when the store's connected must be
- * written (the device's store row says otherwise), 0 when not, -1 when the device has no
- * slot (key past the map's limit or the file could not grow): write the store, always. */
+ * written (the device's store row says otherwise, or the slot holds another device's
+ * word), 0 when not, -1 when the device has no slot (key 0, past the map's limit, the file
+ * could not grow, or s is NULL: a broker without the file): write the store, always. */
 int imp_status_note(imp_status *s, int64_t key, const char *device_id, int connected, uint64_t at_ms);
-/* Writer: the store now holds connected for the device (after the commit that wrote it). */
-void imp_status_stored(imp_status *s, int64_t key, const char *device_id, int connected);
+/* Writer: the store now holds connected for the device at key (after the commit that wrote
+ * it, which found the device there): the slot is the device's, whoever had it. */
+void imp_status_stored(imp_status *s, int64_t key, const char *device_id, int connected, uint64_t at_ms);
 /* Writer: the device is gone from the store: its slot is emptied. */
 void imp_status_forget(imp_status *s, int64_t key, const char *device_id);
 /* Writer: the store now has no device marked connected (after imp_db_devices_disconnect_all

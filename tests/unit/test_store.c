@@ -1613,7 +1613,8 @@ static const char *last_connected_of(ctx *c, const char *id, imp_entity *got)
 static void set_connected(ctx *c, const imp_entity *d, int connected, uint64_t at)
 {
 	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
-	assert_int_equal(imp_db_device_set_connected(c->db, d->key, d->id.s, connected, at), IMP_OK);
+	int64_t key = d->key;
+	assert_int_equal(imp_db_device_set_connected(c->db, &key, d->id.s, connected, at), IMP_OK);
 	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
 }
 
@@ -1644,11 +1645,11 @@ static void test_status_map(void **state)
 	assert_int_equal(imp_status_note(w, key, id, 1, t0), 1);
 	assert_int_equal(imp_status_note(w, key, id, 1, t0 + 1), 1);   /* not stored yet */
 	set_connected(c, &d[0], 1, t0 + 1);
-	imp_status_stored(w, key, id, 1);
+	imp_status_stored(w, key, id, 1, t0 + 1);
 	assert_int_equal(imp_status_note(w, key, id, 1, t0 + 2), 0);
 	assert_int_equal(imp_status_note(w, key, id, 0, t0 + 3), 1);
 	set_connected(c, &d[0], 0, t0 + 3);
-	imp_status_stored(w, key, id, 0);
+	imp_status_stored(w, key, id, 0, t0 + 3);
 	assert_int_equal(imp_status_note(w, key, id, 0, t0 + 4), 0);
 	assert_int_equal(imp_status_last(r, key, id), t0 + 4);
 	/* the device's lastConnected is the map's, newer than the store's, once the store's
@@ -1662,16 +1663,41 @@ static void test_status_map(void **state)
 	imp_entity_clear(&got);
 
 	/* another device at the same key (SQLite reuses a deleted device's key) sees nothing
-	 * of it, and its first connect must be written */
+	 * of it; a note never takes a slot from another device (one of the two may be a
+	 * deleted device's late disconnect): the store is written, and the slot goes to the
+	 * device the store confirmed at that key */
 	assert_int_equal(imp_status_last(r, key, d[1].id.s), 0);
 	assert_int_equal(imp_status_note(w, key, d[1].id.s, 1, t0 + 5), 1);
+	assert_int_equal(imp_status_last(r, key, id), t0 + 4);          /* untouched */
+	imp_status_stored(w, key, d[1].id.s, 1, t0 + 5);
+	assert_int_equal(imp_status_last(r, key, d[1].id.s), t0 + 5);
 	assert_int_equal(imp_status_last(r, key, id), 0);
-	imp_status_stored(w, key, id, 1);   /* not its slot any more: nothing changes */
-	assert_int_equal(imp_status_note(w, key, d[1].id.s, 1, t0 + 6), 1);
-	imp_status_forget(w, key, id);      /* nor here */
-	assert_int_equal(imp_status_last(r, key, d[1].id.s), t0 + 6);
+	assert_int_equal(imp_status_note(w, key, id, 0, t0 + 6), 1);   /* the old one, late */
+	imp_status_forget(w, key, id);                                 /* the store: not found */
+	assert_int_equal(imp_status_last(r, key, d[1].id.s), t0 + 5);
+	assert_int_equal(imp_status_note(w, key, d[1].id.s, 1, t0 + 7), 0);
+	assert_int_equal(imp_status_note(w, key, d[1].id.s, 0, t0 + 8), 1);   /* its disconnect is written */
+	imp_status_stored(w, key, d[1].id.s, 0, t0 + 8);
+	assert_int_equal(imp_status_note(w, key, d[1].id.s, 0, t0 + 9), 0);
+	assert_int_equal(imp_status_last(r, key, d[1].id.s), t0 + 9);
 	imp_status_forget(w, key, d[1].id.s);
 	assert_int_equal(imp_status_last(r, key, d[1].id.s), 0);
+
+	/* a disconnect the broker could not place is written by id, which gives the key */
+	int64_t found = 0;
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	assert_int_equal(imp_db_device_set_connected(c->db, &found, d[1].id.s, 0, t0 + 9), IMP_OK);
+	int64_t none = 0;
+	assert_int_equal(imp_db_device_set_connected(c->db, &none, "01234567-0123-7123-8123-0123456789ab", 0, t0), IMP_ERR_NOT_FOUND);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_int_equal(found, d[1].key);
+	assert_int_equal(none, 0);
+
+	/* a broker without the file: no slot for anyone */
+	assert_int_equal(imp_status_note(NULL, key, id, 1, t0), -1);
+	imp_status_stored(NULL, key, id, 1, t0);
+	imp_status_forget(NULL, key, id);
+	imp_status_restart(NULL);
 
 	/* keys without a slot: always written, never found */
 	assert_int_equal(imp_status_note(w, 0, id, 0, t0), -1);
@@ -1692,9 +1718,9 @@ static void test_status_map(void **state)
 	 * times; near slots and far ones alike */
 	set_connected(c, &d[1], 1, t0 + 9);
 	assert_int_equal(imp_status_note(w, d[1].key, d[1].id.s, 1, t0 + 9), 1);
-	imp_status_stored(w, d[1].key, d[1].id.s, 1);
+	imp_status_stored(w, d[1].key, d[1].id.s, 1, t0 + 9);
 	assert_int_equal(imp_status_note(w, far, id, 1, t0 + 9), 1);
-	imp_status_stored(w, far, id, 1);
+	imp_status_stored(w, far, id, 1, t0 + 9);
 	assert_int_equal(imp_status_note(w, far, id, 1, t0 + 10), 0);
 	imp_status_close(&w);
 	assert_int_equal(imp_status_open(c->path, 1, &w), IMP_OK);

@@ -212,21 +212,26 @@ imp_err imp_db_changes_last(imp_db *db, int64_t *seq)
 	return store__rc(rc);
 }
 
-imp_err imp_db_device_set_connected(imp_db *db, int64_t key, const char *device_id, int connected, uint64_t at_ms)
+imp_err imp_db_device_set_connected(imp_db *db, int64_t *key, const char *device_id, int connected, uint64_t at_ms)
 {
 	char at[IMP_ISO_LEN + 1];
 	imp_iso8601(at_ms, at);
-	sqlite3_stmt *st = store__stmt(db, key > 0 ? "UPDATE devices SET connected = ?, last_connected = ? WHERE id = ? AND key = ?"
-	                                           : "UPDATE devices SET connected = ?, last_connected = ? WHERE id = ?");
+	sqlite3_stmt *st = store__stmt(db, *key > 0 ? "UPDATE devices SET connected = ?, last_connected = ? WHERE id = ? AND key = ?"
+	                                            : "UPDATE devices SET connected = ?, last_connected = ? WHERE id = ? RETURNING key");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_int(st, 1, connected ? 1 : 0);
 	sqlite3_bind_text(st, 2, at, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, device_id, -1, SQLITE_STATIC);
-	if(key > 0) sqlite3_bind_int64(st, 4, key);
-	int rc = sqlite3_step(st);
+	if(*key > 0) sqlite3_bind_int64(st, 4, *key);
+	int rc = sqlite3_step(st), found = 0;
+	if(rc == SQLITE_ROW) {
+		*key = sqlite3_column_int64(st, 0);
+		found = 1;
+		rc = sqlite3_step(st);
+	}
 	sqlite3_reset(st);
 	if(rc != SQLITE_DONE) return store__rc(rc);
-	return sqlite3_changes(db->conn) ? IMP_OK : IMP_ERR_NOT_FOUND;
+	return found || sqlite3_changes(db->conn) ? IMP_OK : IMP_ERR_NOT_FOUND;
 }
 
 imp_err imp_db_devices_disconnect_all(imp_db *db)

@@ -1,9 +1,10 @@
 /* The connection-status map: one 64-bit word a device, at the device's row key, in a
  * file beside the store that the broker's status thread maps to write and the server maps
  * to read. See store.h (imp_status_*) for what it holds and why. */
-#define _GNU_SOURCE   /* SEEK_DATA, SEEK_HOLE */
+#define _GNU_SOURCE   /* SEEK_DATA, SEEK_HOLE, fallocate */
 #include "store/store.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -84,24 +85,38 @@ static int map_slots(imp_status *s, uint64_t n)
 	return 0;
 }
 
+/* The file holds n slots, its blocks reserved: a store into a hole of a shared mapping
+ * that the file system cannot back (a full disk) kills the process with SIGBUS, where the
+ * store would have answered "disk full". Reserved, unwritten blocks read as zeros, cost no
+ * memory, and count as holes for SEEK_DATA. */
+static int size_file(int fd, uint64_t n)
+{
+	off_t len = (off_t)(n * sizeof(uint64_t));
+	struct stat sb;
+	if(fstat(fd, &sb)) return -1;
+	if(sb.st_size < len && ftruncate(fd, len)) return -1;
+	return posix_fallocate(fd, 0, len) == 0 ? 0 : -1;
+}
+
 /* The writer's file: made when missing, started again when it is not a status file. */
 static imp_err open_writer(imp_status *s)
 {
 	s->fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	struct stat sb;
 	if(s->fd < 0 || fstat(s->fd, &sb)) return IMP_ERR_STORE;
-	uint64_t n = (uint64_t)sb.st_size / sizeof(uint64_t);
-	int made = sb.st_size == 0;
-	if(n < FIRST_SLOTS || (uint64_t)sb.st_size % sizeof(uint64_t)) {
-		n = n < FIRST_SLOTS ? FIRST_SLOTS : n + 1;
-		if(ftruncate(s->fd, (off_t)(n * sizeof(uint64_t)))) return IMP_ERR_STORE;
-	}
-	if(map_slots(s, n)) return IMP_ERR_STORE;
+	uint64_t n = ((uint64_t)sb.st_size + sizeof(uint64_t) - 1) / sizeof(uint64_t);
+	if(n < FIRST_SLOTS) n = FIRST_SLOTS;
+	if(size_file(s->fd, n) || map_slots(s, n)) return IMP_ERR_STORE;
 	struct map *m = atomic_load(&s->cur);
 	if(atomic_load(&m->w[0]) != MAGIC) {
-		/* Not ours (or torn when it was made): nothing in it can be trusted. A new file
-		 * is all zeros already (and stays sparse). */
-		if(!made) memset((void *)m->w, 0, m->n * sizeof *m->w);
+		/* Not ours (or torn when it was made): nothing in it can be trusted. Emptied by
+		 * punching its blocks out, which keeps it sparse and never shortens it under a
+		 * reader's map (a read past the end of a file is SIGBUS too); by writing zeros
+		 * where the file system cannot. A new file is all zeros already. */
+		off_t len = (off_t)(n * sizeof(uint64_t));
+		if(sb.st_size > 0 && fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, len))
+			memset((void *)m->w, 0, m->n * sizeof *m->w);
+		if(sb.st_size > 0 && posix_fallocate(s->fd, 0, len)) return IMP_ERR_STORE;
 		atomic_store(&m->w[0], MAGIC);
 	}
 	return IMP_OK;
@@ -150,13 +165,13 @@ void imp_status_close(imp_status **sp)
 /* Writer: the slot of key, the file grown to hold it if need be; NULL when it has none. */
 static _Atomic uint64_t *writer_slot(imp_status *s, int64_t key)
 {
-	if(key <= 0 || (uint64_t)key >= MAX_SLOTS) return NULL;
+	if(!s || key <= 0 || (uint64_t)key >= MAX_SLOTS) return NULL;
 	struct map *m = atomic_load(&s->cur);
 	if((uint64_t)key < m->n) return &m->w[key];
 	if(s->grow_failed) return NULL;
 	uint64_t n = m->n;
 	while(n <= (uint64_t)key) n *= 2;
-	if(ftruncate(s->fd, (off_t)(n * sizeof(uint64_t))) || map_slots(s, n)) {
+	if(size_file(s->fd, n) || map_slots(s, n)) {
 		s->grow_failed = 1;
 		return NULL;
 	}
@@ -167,24 +182,31 @@ static _Atomic uint64_t *writer_slot(imp_status *s, int64_t key)
 	return &m->w[key];
 }
 
+static uint64_t word_of(const char *device_id, uint64_t at_ms, uint64_t stored)
+{
+	uint64_t at = at_ms > EPOCH_MS ? at_ms - EPOCH_MS : 0;
+	return (at & ((1ull << (64 - AT_SHIFT)) - 1)) << AT_SHIFT | tag_of(device_id) << 1 | stored;
+}
+
 int imp_status_note(imp_status *s, int64_t key, const char *device_id, int connected, uint64_t at_ms)
 {
 	_Atomic uint64_t *slot = writer_slot(s, key);
 	if(!slot) return -1;
-	uint64_t tag = tag_of(device_id), w = atomic_load(slot);
-	uint64_t stored = word_tag(w) == tag ? w & STORED : 0;
-	uint64_t at = at_ms > EPOCH_MS ? at_ms - EPOCH_MS : 0;
-	atomic_store(slot, at << AT_SHIFT | tag << 1 | stored);
+	uint64_t w = atomic_load(slot);
+	/* Another device's word (a deleted device's key given to a new one, and one of the two
+	 * is late): neither may take it from the other on a note, which the store has not
+	 * confirmed; the store is written, and imp_status_stored hands the slot to the device
+	 * the store has at this key. */
+	if(w && word_tag(w) != tag_of(device_id)) return 1;
+	uint64_t stored = w & STORED;
+	atomic_store(slot, word_of(device_id, at_ms, stored));
 	return (stored != 0) != (connected != 0);
 }
 
-void imp_status_stored(imp_status *s, int64_t key, const char *device_id, int connected)
+void imp_status_stored(imp_status *s, int64_t key, const char *device_id, int connected, uint64_t at_ms)
 {
 	_Atomic uint64_t *slot = writer_slot(s, key);
-	if(!slot) return;
-	uint64_t w = atomic_load(slot);
-	if(word_tag(w) != tag_of(device_id)) return;
-	atomic_store(slot, connected ? w | STORED : w & ~STORED);
+	if(slot) atomic_store(slot, word_of(device_id, at_ms, connected ? STORED : 0));
 }
 
 void imp_status_forget(imp_status *s, int64_t key, const char *device_id)
@@ -195,6 +217,7 @@ void imp_status_forget(imp_status *s, int64_t key, const char *device_id)
 
 void imp_status_restart(imp_status *s)
 {
+	if(!s) return;
 	struct map *m = atomic_load(&s->cur);
 	uint64_t buf[8192];
 	off_t end = (off_t)(m->n * sizeof(uint64_t)), at = 0;
@@ -209,6 +232,7 @@ void imp_status_restart(imp_status *s)
 		for(at = data; at < hole;) {
 			size_t want = (size_t)(hole - at) < sizeof buf ? (size_t)(hole - at) : sizeof buf;
 			ssize_t got = pread(s->fd, buf, want, at);
+			if(got < 0 && errno == EINTR) continue;
 			if(got < (ssize_t)sizeof(uint64_t)) return;
 			uint64_t first = (uint64_t)at / sizeof(uint64_t);
 			for(size_t i = 0; i < (size_t)got / sizeof(uint64_t); i++) {
