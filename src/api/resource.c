@@ -142,12 +142,10 @@ static imp_err check_refs(imp_req *r, const imp_resource *res, json_t *doc, imp_
 		if(!id) continue;
 		char *known = memo && nref < IMP_REF_MEMO ? memo->id[nref] : NULL;
 		if(known && strcmp(known, id) == 0) continue;
-		imp_entity e;
-		imp_err rc = imp_db_get(r->db, imp_kind_by_name(f->ref), r->who.account, id, &e);
+		imp_err rc = imp_db_exists(r->db, imp_kind_by_name(f->ref), r->who.account, id);
 		if(rc == IMP_ERR_NOT_FOUND)
 			return api_fail(r, IMP_ERR_INVALID, "unknown_reference", f->name, "%s names no %s of this account", f->name, f->ref);
 		if(rc) return api_fail(r, rc, NULL, NULL, "could not read %s", f->ref);
-		imp_entity_clear(&e);
 		if(known) snprintf(known, IMP_UUID_LEN + 1, "%s", id);
 	}
 	return IMP_OK;

@@ -95,6 +95,10 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 /* Reads the entity id of kind k in account into out (caller clears it). NOT_FOUND. */
 imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out);
 
+/* IMP_OK when account has an entity id of kind k, else NOT_FOUND: imp_db_get without reading
+ * the row (a reference checked inside a write, where every microsecond is the writer's). */
+imp_err imp_db_exists(imp_db *db, const imp_kind *k, int64_t account, const char *id);
+
 /* Writes e's doc, bumps its version and modified time. expect_version < 0 skips the check;
  * otherwise IMP_ERR_STALE when the stored version differs. NOT_FOUND. */
 imp_err imp_db_update(imp_db *db, const imp_kind *k, imp_entity *e, int64_t expect_version);

@@ -265,6 +265,23 @@ imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *i
 	return err;
 }
 
+static void build_exists(sqlbuf *b, const imp_kind *k)
+{
+	sb_add(b, "SELECT 1 FROM %s WHERE id = ? AND account = ?", k->table);
+}
+
+imp_err imp_db_exists(imp_db *db, const imp_kind *k, int64_t account, const char *id)
+{
+	static sql_memo memo;
+	sqlite3_stmt *st = memo_stmt(db, &memo, k, build_exists);
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, account);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? IMP_OK : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+}
+
 imp_err imp_db_update(imp_db *db, const imp_kind *k, imp_entity *e, int64_t expect_version)
 {
 	sqlbuf b;
