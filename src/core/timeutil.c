@@ -18,15 +18,40 @@ uint64_t imp_mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static void put_digits(char *p, unsigned v, int n)
+{
+	while(n-- > 0) {
+		p[n] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+/* The civil date of a day count since 1970-01-01 (the proleptic Gregorian calendar, in
+ * eras of 400 years). Every answer renders two or three of these (created, lastModified,
+ * lastConnected), and gmtime_r with snprintf were 3% of a batch's server time. */
 void imp_iso8601(uint64_t ms, char out[IMP_ISO_LEN + 1])
 {
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char buf[64];
-	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
-	memcpy(out, buf, IMP_ISO_LEN);
+	if(ms > 253402300799999ULL) ms = 253402300799999ULL;   /* 9999-12-31T23:59:59.999Z: four digits of year */
+	uint64_t secs = ms / 1000, days = secs / 86400, sod = secs % 86400;
+	uint64_t z = days + 719468, era = z / 146097, doe = z % 146097;
+	uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+	unsigned d = (unsigned)(doy - (153 * mp + 2) / 5 + 1), m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	unsigned y = (unsigned)(yoe + era * 400 + (m <= 2));
+	put_digits(out, y, 4);
+	out[4] = '-';
+	put_digits(out + 5, m, 2);
+	out[7] = '-';
+	put_digits(out + 8, d, 2);
+	out[10] = 'T';
+	put_digits(out + 11, (unsigned)(sod / 3600), 2);
+	out[13] = ':';
+	put_digits(out + 14, (unsigned)(sod / 60 % 60), 2);
+	out[16] = ':';
+	put_digits(out + 17, (unsigned)(sod % 60), 2);
+	out[19] = '.';
+	put_digits(out + 20, (unsigned)(ms % 1000), 3);
+	out[23] = 'Z';
 	out[IMP_ISO_LEN] = '\0';
 }
 

@@ -5,7 +5,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/timeutil.h"
 
@@ -53,6 +55,26 @@ static void test_round_trip(void **state)
 	imp_iso8601(now, out);
 	assert_int_equal(imp_iso8601_parse(out, &back), 0);
 	assert_int_equal(back, (int64_t)now);
+}
+
+/* Against the C library's calendar, every 37 hours and 1 ms from 1970 to 2400 (leap days,
+ * century years, 2100 and 2200 not leap, 2000 and 2400 leap). */
+static void test_format_matches_gmtime(void **state)
+{
+	(void)state;
+	for(uint64_t ms = 0; ms < 13569465600000ULL; ms += 37ULL * 3600 * 1000 + 1) {
+		char out[IMP_ISO_LEN + 1], want[64];
+		imp_iso8601(ms, out);
+		time_t t = (time_t)(ms / 1000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+		if(strcmp(out, want) != 0) fail_msg("%llu: %s, want %s", (unsigned long long)ms, out, want);
+	}
+	char out[IMP_ISO_LEN + 1];
+	imp_iso8601(UINT64_MAX, out);   /* past year 9999: the last time four digits hold */
+	assert_string_equal(out, "9999-12-31T23:59:59.999Z");
 }
 
 static void expect_ms(const char *s, int64_t want, int line)
@@ -140,6 +162,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_format_known),
+		cmocka_unit_test(test_format_matches_gmtime),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_parse_forms),
 		cmocka_unit_test(test_parse_invalid),
