@@ -8,7 +8,12 @@
  * accepting for itself, the thread that happened to wake first took most connections of a
  * burst: the two requests `imprint batch` keeps in flight then often ran one after the other
  * on one thread (half the batch rate in about one run of four), and wrk's 32 connections
- * landed on 8 of 16 threads. */
+ * landed on 8 of 16 threads. libmicrohttpd places a connection on the thread its descriptor
+ * number names (modulo the pool's size), so the acceptor picks the thread with the fewest
+ * connections and moves the descriptor to a number that names it (place_fd): left to the
+ * numbers the kernel hands out, the two connections of a batch shared a thread whenever
+ * they differed by a multiple of the pool's size (a third of the runs once the writer
+ * pool's connections to the store took numbers in between). */
 #define _GNU_SOURCE /* accept4 */
 #include "api/server.h"
 
@@ -57,6 +62,9 @@ struct imp_server {
 	int listen_fd;
 	pthread_t acceptor;
 	int accepting;         /* the acceptor thread runs */
+	unsigned nthreads;     /* libmicrohttpd's pool */
+	atomic_int *load;      /* connections on each of its threads */
+	unsigned next_pick;    /* the acceptor's start for ties */
 	atomic_int stopping;
 };
 
@@ -443,6 +451,47 @@ static imp_err parse_listen(const char *listen, struct sockaddr_storage *ss)
 	return IMP_OK;
 }
 
+/* A connection's thread: counted by the acceptor when it adds one, uncounted here when
+ * libmicrohttpd closes it (socket_context holds the thread, plus one). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	imp_server *srv = cls;
+	if(toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context = ci ? (void *)(intptr_t)((unsigned)ci->connect_fd % srv->nthreads + 1) : NULL;
+	} else if(toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+		atomic_fetch_sub(&srv->load[(intptr_t)*socket_context - 1], 1);
+	}
+}
+
+/* fd, or a duplicate of it numbered for the pool thread with the fewest connections (fd
+ * then closed); that thread counted. */
+static int place_fd(imp_server *srv, int fd)
+{
+	unsigned n = srv->nthreads, w = srv->next_pick++ % n;
+	for(unsigned i = 0; i < n; i++) {
+		unsigned j = (srv->next_pick + i) % n;
+		if(atomic_load(&srv->load[j]) < atomic_load(&srv->load[w])) w = j;
+	}
+	int got = fd;
+	for(int cand = (int)w, tries = 0; (unsigned)got % n != w && tries < 64; tries++) {
+		if(cand < 3) cand += (int)n;
+		int r = fcntl(fd, F_DUPFD_CLOEXEC, cand);
+		if(r < 0) break;
+		if((unsigned)r % n == w) {
+			close(fd);
+			got = r;
+			break;
+		}
+		close(r);
+		/* every number from cand to r is taken: the next one for w past r */
+		cand = r + (int)((w + n - (unsigned)r % n) % n);
+	}
+	atomic_fetch_add(&srv->load[(unsigned)got % n], 1);
+	return got;
+}
+
 static void *accept_loop(void *arg)
 {
 	imp_server *srv = arg;
@@ -451,8 +500,10 @@ static void *accept_loop(void *arg)
 		socklen_t len = sizeof ss;
 		int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if(fd >= 0) {
+			fd = place_fd(srv, fd);
 			/* Refused (the pool full): libmicrohttpd closed it. */
-			MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, len);
+			if(MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, len) != MHD_YES)
+				atomic_fetch_sub(&srv->load[(unsigned)fd % srv->nthreads], 1);
 			continue;
 		}
 		if(atomic_load(&srv->stopping)) break;
@@ -520,12 +571,20 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 		imp_free(srv);
 		return IMP_ERR_IO;
 	}
+	srv->nthreads = threads ? threads : 1;
+	srv->load = imp_calloc(srv->nthreads, sizeof *srv->load);
+	if(!srv->load) {
+		close(srv->listen_fd);
+		imp_free(srv);
+		return IMP_ERR_NOMEM;
+	}
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET |
 	                 MHD_ALLOW_SUSPEND_RESUME;
 	if(ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
 	srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, &on_request, srv,
 		MHD_OPTION_THREAD_POOL_SIZE, threads,
 		MHD_OPTION_NOTIFY_COMPLETED, &on_done, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, &on_connection, srv,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
 		MHD_OPTION_END);
@@ -541,6 +600,7 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 		if(srv->daemon) MHD_stop_daemon(srv->daemon);
 		free_writers(srv);
 		close(srv->listen_fd);
+		imp_free(srv->load);
 		imp_free(srv);
 		return IMP_ERR_IO;
 	}
@@ -564,6 +624,7 @@ void imp_server_stop(imp_server **sp, unsigned grace_ms)
 	stop_writers(srv);
 	MHD_stop_daemon(srv->daemon);
 	free_writers(srv);
+	imp_free(srv->load);
 	imp_free(srv);
 	*sp = NULL;
 }
