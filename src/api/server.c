@@ -492,6 +492,19 @@ static int place_fd(imp_server *srv, int fd)
 	return got;
 }
 
+/* Connections at once; past it a new one is closed at once. Counted here, by the acceptor:
+ * libmicrohttpd's own limit (set twice as high, so it never applies) refuses a connection
+ * only after queueing it for a thread, without a notification, which would leave a count
+ * here that never goes. */
+#define CONN_LIMIT 4096
+
+static int full(const imp_server *srv)
+{
+	int total = 0;
+	for(unsigned i = 0; i < srv->nthreads; i++) total += atomic_load(&srv->load[i]);
+	return total >= CONN_LIMIT;
+}
+
 static void *accept_loop(void *arg)
 {
 	imp_server *srv = arg;
@@ -499,6 +512,10 @@ static void *accept_loop(void *arg)
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof ss;
 		int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if(fd >= 0 && full(srv)) {
+			close(fd);
+			continue;
+		}
 		if(fd >= 0) {
 			fd = place_fd(srv, fd);
 			/* Refused (the pool full): libmicrohttpd closed it. */
@@ -586,7 +603,7 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 		MHD_OPTION_NOTIFY_COMPLETED, &on_done, srv,
 		MHD_OPTION_NOTIFY_CONNECTION, &on_connection, srv,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(2 * CONN_LIMIT),
 		MHD_OPTION_END);
 	pthread_mutex_init(&srv->wlock, NULL);
 	pthread_cond_init(&srv->wwake, NULL);

@@ -182,19 +182,22 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 /* A template's channels changed: every live session of its devices gets the new ones
  * (read once, for the first of them), so a channel added can be used and a channel deleted
- * can no longer be, from the next message on. When the store cannot be read (busy), the
- * template waits in PENDING and the next tick tries again; a session whose copy cannot be
- * made (no memory) is ended: its device reconnects and reads them afresh. */
+ * can no longer be, from the next message on. The feed's changes of one tick are gathered
+ * in PENDING, each template once, and applied after them: one pass over the sessions a
+ * template, however many of its channels changed. When the store cannot be read (busy), or
+ * a session could be neither updated nor ended, the template stays in PENDING and the next
+ * tick tries again; a session whose copy cannot be made (no memory) is ended: its device
+ * reconnects and reads them afresh. */
 #define RECHANNEL_KICKS 4096
-#define PENDING_MAX 64
-static char PENDING[PENDING_MAX][IMP_UUID_LEN + 1];
-static size_t npending;
+static char (*PENDING)[IMP_UUID_LEN + 1];
+static size_t npending, pending_cap;
+
 struct rechannel {
 	const char *template_id;
 	int read;
 	imp_err rc;
 	imp_acl_channel *ch;
-	size_t n, kicks, updated;
+	size_t n, kicks, updated, missed;
 	char (*kick)[IMP_UUID_LEN + 1];
 };
 
@@ -212,23 +215,23 @@ static void rechannel_one(plugin_client *c, void *arg)
 		return;
 	}
 	if(t->rc && t->rc != IMP_ERR_NOMEM) return;   /* the store: all of them again later */
+	if(!t->kick) t->kick = mosquitto_malloc(RECHANNEL_KICKS * sizeof *t->kick);
 	if(t->kick && t->kicks < RECHANNEL_KICKS) snprintf(t->kick[t->kicks++], IMP_UUID_LEN + 1, "%s", c->p.id);
+	else t->missed++;
 }
 
-/* 0, or -1 when the store could not be read (the caller tries again later). */
+/* 0 when every session of the template has the new channels or was ended; -1 when the
+ * template must be tried again (the store could not be read, or a session was missed). */
 static int rechannel(const char *template_id)
 {
 	plugin__templates_forget(template_id);
 	struct rechannel t = {.template_id = template_id};
-	t.kick = mosquitto_malloc(RECHANNEL_KICKS * sizeof *t.kick);
 	plugin__clients_each(rechannel_one, &t);
-	if(t.rc && t.rc != IMP_ERR_NOMEM) {
-		/* Nothing was changed: rechannel_one lists no session when the read failed. */
-		mosquitto_free(t.kick);
-		return -1;
-	}
+	if(t.rc && t.rc != IMP_ERR_NOMEM) return -1;   /* nothing was changed, nor listed */
 	for(size_t i = 0; i < t.kicks; i++) {
-		mosquitto_kick_client_by_clientid(t.kick[i], false);
+		/* An offline persistent session has no connection to end: its entry goes. */
+		plugin_client *c = plugin__clients_get(t.kick[i]);
+		if(c && c->conn) mosquitto_kick_client_by_clientid(t.kick[i], false);
 		plugin__clients_del(t.kick[i]);
 	}
 	if(t.updated || t.kicks)
@@ -236,7 +239,7 @@ static int rechannel(const char *template_id)
 		                     template_id, t.updated, t.kicks);
 	mosquitto_free(t.kick);
 	imp_free(t.ch);
-	return 0;
+	return t.missed ? -1 : 0;
 }
 
 static void rechannel_later(const char *template_id)
@@ -244,11 +247,20 @@ static void rechannel_later(const char *template_id)
 	for(size_t i = 0; i < npending; i++) {
 		if(strcmp(PENDING[i], template_id) == 0) return;
 	}
-	if(npending < PENDING_MAX) {
-		snprintf(PENDING[npending++], IMP_UUID_LEN + 1, "%s", template_id);
-		return;
+	if(npending == pending_cap) {
+		size_t cap = pending_cap ? 2 * pending_cap : 16;
+		void *grown = mosquitto_realloc(PENDING, cap * sizeof *PENDING);
+		if(!grown) {
+			/* No memory to wait: now, once. */
+			if(rechannel(template_id))
+				mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: channels of template %s not applied to live sessions",
+				                     template_id);
+			return;
+		}
+		PENDING = grown;
+		pending_cap = cap;
 	}
-	mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: channels of template %s not applied to live sessions", template_id);
+	snprintf(PENDING[npending++], IMP_UUID_LEN + 1, "%s", template_id);
 }
 
 static void rechannel_pending(void)
@@ -264,7 +276,7 @@ static int on_change(int64_t seq, const char *entity_id, const char *what, void 
 {
 	if(strcmp(what, "enable") == 0 || !imp_id_valid(entity_id)) return 0;
 	if(strcmp(what, "channels") == 0) {
-		if(rechannel(entity_id)) rechannel_later(entity_id);
+		rechannel_later(entity_id);
 		return 0;
 	}
 	/* A session that logged in on a store that held this change already (a device that
@@ -286,10 +298,10 @@ static int on_tick(int event, void *event_data, void *userdata)
 	if(now < G.next_feed_ms) return MOSQ_ERR_SUCCESS;
 	G.next_feed_ms = now + FEED_EVERY_MS;
 	plugin__logins_tick(G.db);
-	rechannel_pending();
 	/* A busy store (a checkpoint, a recovery) skips this tick rather than wait. */
 	if(!G.feed_ready) G.feed_ready = imp_db_changes_last(G.db, &G.last_seq) == IMP_OK;
 	else imp_db_changes_since(G.db, &G.last_seq, FEED_BATCH, on_change, NULL);
+	rechannel_pending();
 	unsigned long f = plugin__status_failures();
 	if(f != G.failures_logged) {
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "imprint: %lu connection status writes failed", f - G.failures_logged);
@@ -324,6 +336,9 @@ static void release(void)
 	plugin__logins_stop();
 	plugin__clients_free();
 	plugin__templates_free();
+	mosquitto_free(PENDING);
+	PENDING = NULL;
+	npending = pending_cap = 0;
 	drop_head = drop_n = 0;
 	imp_db_close(&G.db);
 	memset(&G, 0, sizeof G);
