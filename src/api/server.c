@@ -77,7 +77,8 @@ struct conn_state {
 	imp_req *sreq;
 	void *sstate;
 	imp_err serr;
-	/* A write on the pool: the request, then its answer. */
+	/* The request (a read's on the stack while it runs, a write's kept while it waits on
+	 * the pool), then its answer. */
 	imp_req *wreq;
 	struct MHD_Connection *conn;
 	conn_state *wnext;
@@ -287,6 +288,16 @@ static void run_request(conn_state *cs)
 	cs->answered = 1;
 }
 
+/* Sends the answer run_request kept in cs (r: the request, for its header). */
+static enum MHD_Result send_answer(struct MHD_Connection *c, conn_state *cs, const imp_req *r, const char *method)
+{
+	enum MHD_Result ret = send_json_text(c, cs->status, cs->body, cs->text, cs->text_len, r);
+	cs->body = NULL;
+	cs->text = NULL;
+	log_line(method, r->route ? r->route->pattern : "-", cs->status, imp_mono_us() - cs->start_us);
+	return ret;
+}
+
 static void *writer_run(void *arg)
 {
 	imp_server *srv = arg;
@@ -363,13 +374,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if(cs->too_large == 2) return MHD_YES;
 
-	if(cs->answered) {
-		enum MHD_Result ret = send_json_text(c, cs->status, cs->body, cs->text, cs->text_len, cs->wreq);
-		cs->body = NULL;
-		cs->text = NULL;
-		log_line(method, cs->wreq->route ? cs->wreq->route->pattern : "-", cs->status, imp_mono_us() - cs->start_us);
-		return ret;
-	}
+	if(cs->answered) return send_answer(c, cs, cs->wreq, method);   /* a write, back from the pool */
 	/* A read runs here, its request on the stack; a write on the pool, its request kept. */
 	int write = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
 	imp_req local = {0}, *r = write ? imp_calloc(1, sizeof *r) : &local;
@@ -401,11 +406,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	run_request(cs);
 	if(!write) cs->wreq = NULL;   /* on the stack */
-	enum MHD_Result ret = send_json_text(c, cs->status, cs->body, cs->text, cs->text_len, r);
-	cs->body = NULL;
-	cs->text = NULL;
-	log_line(method, r->route ? r->route->pattern : "-", cs->status, imp_mono_us() - cs->start_us);
-	return ret;
+	return send_answer(c, cs, r, method);
 }
 
 static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)

@@ -92,23 +92,14 @@ imp_err imp_principal_load(imp_db *db, const char *id, const imp_auth_row *row, 
 		return IMP_OK;
 	}
 	if(p->type != IMP_PRINCIPAL_DEVICE) return IMP_OK;
-	struct collect c = {p, 0, IMP_OK};
-	rc = imp_db_template_channels(db, row->account, row->template_id, add_channel, &c);
-	if(!rc) rc = c.rc;
-	if(rc) imp_principal_clear(p);
-	return rc;
+	return imp_principal_template_channels(db, row->account, row->template_id, &p->channels, &p->nchannels);
 }
 
 imp_err imp_principal_device(const char *id, const imp_auth_row *row, const imp_acl_channel *ch, size_t n,
                              imp_mqtt_principal *p)
 {
 	imp_err rc = principal_base(id, row, p);
-	if(rc) return rc;
-	if(!n) return IMP_OK;
-	if(!(p->channels = imp_malloc(n * sizeof *ch))) return IMP_ERR_NOMEM;
-	memcpy(p->channels, ch, n * sizeof *ch);
-	p->nchannels = n;
-	return IMP_OK;
+	return rc ? rc : imp_principal_set_channels(p, ch, n);
 }
 
 imp_err imp_principal_template_channels(imp_db *db, int64_t account, const char *template_id, imp_acl_channel **ch,
