@@ -143,8 +143,16 @@ imp_err store__exec(imp_db *db, const char *sql)
 	return store__rc(sqlite3_exec(db->conn, sql, NULL, NULL, NULL));
 }
 
+/* SQLite's memory statistics take a process-wide mutex around every allocation it makes
+ * (tens a device create); nothing here reads them. Set once, before SQLite initialises;
+ * in a process where it already has (the broker's, when another plugin uses SQLite), the
+ * call is refused and nothing changes. */
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+static void config_sqlite(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+
 static imp_err db_open(const char *path, int flags, imp_db **out)
 {
+	pthread_once(&config_once, config_sqlite);
 	imp_db *db = imp_calloc(1, sizeof *db);
 	if(!db) return IMP_ERR_NOMEM;
 	if(sqlite3_open_v2(path, &db->conn, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
@@ -376,6 +384,7 @@ void imp_db_busy_poll(imp_db *db)
 
 imp_err imp_db_open(const char *path, int readonly, int busy_ms, imp_db **out)
 {
+	pthread_once(&config_once, config_sqlite);
 	imp_db *db = imp_calloc(1, sizeof *db);
 	if(!db) return IMP_ERR_NOMEM;
 	int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
