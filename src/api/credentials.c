@@ -153,13 +153,50 @@ static imp_err user_password(imp_req *r, const imp_kind *k, const char *type, in
 	return imp_cred_password(r, type, entity_id, 0, secret, c, replaced);
 }
 
+/* A credential between its commit and its answer. */
+typedef struct {
+	imp_credential c;
+	char secret[IMP_SECRET_LEN + 1];
+	json_t *body;
+} cred_st;
+
+/* The rest of a credential's creation once its commit ended with rc: the answer, and the
+ * state (its secret wiped) freed. */
+static imp_err cred_finish(imp_req *r, imp_err rc)
+{
+	cred_st *st = r->finish_arg;
+	r->finish = NULL;
+	r->finish_arg = NULL;
+	if(!rc) {
+		json_t *o = imp_cred_body(&st->c, st->secret[0] ? st->secret : NULL);
+		rc = api_reply(r, 200, api_wrap("mqttCredential", o));
+	}
+	if(rc && !r->err_msg[0]) {
+		if(rc == IMP_ERR_CONFLICT)
+			rc = api_fail(r, rc, "certificate_in_use", "certificate", "this certificate is registered to another device");
+		else rc = api_fail(r, rc, NULL, NULL, "the credential could not be stored");
+	}
+	sodium_memzero(st->secret, sizeof st->secret);
+	imp_credential_clear(&st->c);
+	json_decref(st->body);
+	imp_free(st);
+	return rc;
+}
+
 imp_err imp_h_cred_create(imp_req *r)
 {
 	static const char *const known[] = {"accountId", "entityId", "entityType", "certificate", "csr", NULL};
 	json_t *body = api_body_object(r);
 	if(!body) return IMP_ERR_BAD_REQUEST;
-	imp_credential c = {0};
-	char secret[IMP_SECRET_LEN + 1] = {0};
+	cred_st *st = imp_calloc(1, sizeof *st);
+	if(!st) {
+		json_decref(body);
+		return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	}
+	st->body = body;
+	r->finish_arg = st;
+	imp_credential *c = &st->c;
+	char *secret = st->secret;
 	int replaced = 0;
 	imp_err rc = IMP_OK;
 	const char *key;
@@ -214,37 +251,36 @@ imp_err imp_h_cred_create(imp_req *r)
 				              "the device's template uses certificates: send certificate or csr");
 				goto out;
 			}
-			rc = imp_cred_certificate(r, entity_id, cert, csr, &c, &replaced);
+			rc = imp_cred_certificate(r, entity_id, cert, csr, c, &replaced);
 		} else if(cert || csr) {
 			rc = api_fail(r, IMP_ERR_INVALID, "password_template", cert ? "certificate" : "csr",
 			              "the device's template uses passwords; certificates do not apply");
 		} else {
-			rc = imp_cred_password(r, "device", entity_id, 0, secret, &c, &replaced);
+			rc = imp_cred_password(r, "device", entity_id, 0, secret, c, &replaced);
 		}
 	} else {
 		/* Account users need an admin; an end user may also make its own. */
 		int user = strcmp(entity_type, "accountUser") == 0;
 		int allowed = (r->who.scopes & IMP_SCOPE_ADMIN) || (!user && r->who.type == IMP_ACTOR_END_USER);
 		rc = user_password(r, user ? &imp_kind_account_user : &imp_kind_end_user, entity_type, allowed, cert || csr,
-		                   entity_id, secret, &c, &replaced);
+		                   entity_id, secret, c, &replaced);
 	}
 	if(rc) goto out;
-	json_t *details = json_pack("{s:s, s:s}", "credentialId", c.id.s, "method", c.method);
+	json_t *details = json_pack("{s:s, s:s}", "credentialId", c->id.s, "method", c->method);
 	rc = api_audit(r, replaced ? "regenerate-credential" : "generate-credential", entity_type, entity_id, details);
 	json_decref(details);
-	if(rc || (rc = imp_db_commit(&r->db))) goto out;
-	json_t *o = imp_cred_body(&c, secret[0] ? secret : NULL);
-	rc = api_reply(r, 200, api_wrap("mqttCredential", o));
-out:
-	if(rc && !r->err_msg[0]) {
-		if(rc == IMP_ERR_CONFLICT)
-			rc = api_fail(r, rc, "certificate_in_use", "certificate", "this certificate is registered to another device");
-		else rc = api_fail(r, rc, NULL, NULL, "the credential could not be stored");
+	if(rc) goto out;
+	if(r->later) {
+		/* Answered once the group commits; finish is set first, as the commit may end
+		 * before imp_db_commit_later returns. */
+		r->finish = cred_finish;
+		if(!(rc = imp_db_commit_later(&r->db, r->later))) return IMP_OK;
+		r->finish = NULL;
+	} else {
+		rc = imp_db_commit(&r->db);
 	}
-	sodium_memzero(secret, sizeof secret);
-	imp_credential_clear(&c);
-	json_decref(body);
-	return rc;
+out:
+	return cred_finish(r, rc);
 }
 
 imp_err imp_h_cred_list(imp_req *r)

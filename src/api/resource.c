@@ -330,46 +330,96 @@ imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, c
 	return rc ? rc : imp_res_insert_prepared(r, res, opts, e);
 }
 
+/* A create, update or delete between its commit and its answer. */
+typedef struct {
+	const imp_resource *res;
+	unsigned status;   /* of the answer: 201, 200 or 204 (no body) */
+	imp_entity e, old;
+	char *secret;
+	json_t *reveal;
+	json_t *body;
+} write_st;
+
+/* The rest of a write once its commit ended with rc: the answer, and the state freed. */
+static imp_err write_finish(imp_req *r, imp_err rc)
+{
+	write_st *w = r->finish_arg;
+	r->finish = NULL;
+	r->finish_arg = NULL;
+	if(!rc) {
+		if(w->res->after_write) w->res->after_write();
+		rc = w->status == 204 ? api_reply(r, 204, NULL) : imp_res_reply(r, w->res, &w->e, w->status, w->reveal);
+	}
+	if(rc) rc = fail_store(r, rc, w->res->kind->name);
+	if(w->secret) {
+		explicit_bzero(w->secret, strlen(w->secret));
+		imp_free(w->secret);
+	}
+	json_decref(w->reveal);
+	json_decref(w->body);
+	imp_entity_clear(&w->old);
+	imp_entity_clear(&w->e);
+	imp_free(w);
+	return rc;
+}
+
+/* The state of a write answered by write_finish, or NULL (the failure answered). */
+static write_st *write_state(imp_req *r, const imp_resource *res, unsigned status, json_t *body)
+{
+	write_st *w = imp_calloc(1, sizeof *w);
+	if(!w) {
+		json_decref(body);
+		api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+		return NULL;
+	}
+	w->res = res;
+	w->status = status;
+	w->body = body;
+	r->finish_arg = w;
+	return w;
+}
+
+/* Commits the write in turn: IMP_OK with r->finish set when it is answered later (see
+ * imp_req.later), or the outcome of a commit waited for. */
+static imp_err commit_write(imp_req *r)
+{
+	if(!r->later) return imp_db_commit(&r->db);
+	/* finish first: the commit may end before imp_db_commit_later returns */
+	r->finish = write_finish;
+	imp_err rc = imp_db_commit_later(&r->db, r->later);
+	if(rc) r->finish = NULL;
+	return rc;
+}
+
 imp_err imp_res_create(imp_req *r)
 {
 	const imp_resource *res = r->route->arg;
-	const char *kind = res->kind->name;
-	imp_entity e = {0};
-	char *secret = NULL;
-	json_t *reveal = NULL;
 	imp_err rc;
 	json_t *body = api_body_object(r);
 	if(!body) return IMP_ERR_BAD_REQUEST;
-	e.doc = json_object();
-	if(!e.doc) {
+	write_st *c = write_state(r, res, 201, body);
+	if(!c) return IMP_ERR_NOMEM;
+	imp_entity *e = &c->e;
+	e->doc = json_object();
+	if(!e->doc) {
 		rc = api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 		goto out;
 	}
-	if((rc = take_fields(r, res, body, e.doc, NULL)) || (rc = complete_fields(r, res, e.doc))) goto out;
-	if((rc = imp_id_new(&e.id))) goto out;
-	e.account = r->who.account;
-	e.account_id = r->who.account_id;
-	e.created_by = r->who.actor_id;
+	if((rc = take_fields(r, res, body, e->doc, NULL)) || (rc = complete_fields(r, res, e->doc))) goto out;
+	if((rc = imp_id_new(&e->id))) goto out;
+	e->account = r->who.account;
+	e->account_id = r->who.account_id;
+	e->created_by = r->who.actor_id;
 	if((rc = res->create_unmarked ? imp_db_begin_unmarked(&r->db) : imp_db_begin(&r->db))) goto out;
-	if((rc = check_refs(r, res, e.doc, NULL))) goto out;
-	if(res->validate && (rc = res->validate(r, e.doc, NULL))) goto out;
-	if(res->make_secret && (rc = res->make_secret(r, e.doc, &secret, &reveal))) goto out;
-	if((rc = imp_db_insert(r->db, res->kind, &e, secret))) goto out;
-	if(res->after_insert && (rc = res->after_insert(r, &e))) goto out;
-	if((rc = api_audit(r, "create", kind, e.id.s, NULL))) goto out;
-	if((rc = imp_db_commit(&r->db))) goto out;
-	if(res->after_write) res->after_write();
-	rc = imp_res_reply(r, res, &e, 201, reveal);
+	if((rc = check_refs(r, res, e->doc, NULL))) goto out;
+	if(res->validate && (rc = res->validate(r, e->doc, NULL))) goto out;
+	if(res->make_secret && (rc = res->make_secret(r, e->doc, &c->secret, &c->reveal))) goto out;
+	if((rc = imp_db_insert(r->db, res->kind, e, c->secret))) goto out;
+	if(res->after_insert && (rc = res->after_insert(r, e))) goto out;
+	if((rc = api_audit(r, "create", res->kind->name, e->id.s, NULL))) goto out;
+	if(!(rc = commit_write(r)) && r->finish) return IMP_OK;
 out:
-	if(rc) rc = fail_store(r, rc, kind);
-	if(secret) {
-		explicit_bzero(secret, strlen(secret));
-		imp_free(secret);
-	}
-	json_decref(reveal);
-	json_decref(body);
-	imp_entity_clear(&e);
-	return rc;
+	return write_finish(r, rc);
 }
 
 imp_err imp_res_get(imp_req *r)
@@ -394,70 +444,64 @@ imp_err imp_res_get(imp_req *r)
 imp_err imp_res_update(imp_req *r)
 {
 	const imp_resource *res = r->route->arg;
-	imp_entity old = {0}, e = {0};
 	int64_t expect;
 	imp_err rc = check_path_id(r);
 	if(rc) return rc;
 	if((rc = api_expected_version(r, &expect))) return rc;
 	json_t *body = api_body_object(r);
 	if(!body) return IMP_ERR_BAD_REQUEST;
+	write_st *w = write_state(r, res, 200, body);
+	if(!w) return IMP_ERR_NOMEM;
+	imp_entity *old = &w->old, *e = &w->e;
 	if((rc = imp_db_begin(&r->db))) goto out;
-	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &old))) goto out;
-	if(!reachable(r, res, &old)) {
+	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], old))) goto out;
+	if(!reachable(r, res, old)) {
 		rc = IMP_ERR_NOT_FOUND;
 		goto out;
 	}
-	e = old;
-	e.doc = json_deep_copy(old.doc);
-	if(!e.doc) {
+	*e = *old;
+	e->doc = json_deep_copy(old->doc);
+	if(!e->doc) {
 		rc = IMP_ERR_NOMEM;
 		goto out;
 	}
-	if((rc = take_fields(r, res, body, e.doc, &old))) goto out;
-	if((rc = check_refs(r, res, e.doc, NULL))) goto out;
-	if(res->validate && (rc = res->validate(r, e.doc, &old))) goto out;
-	e.modified_by = r->who.actor_id;
-	if((rc = imp_db_update(r->db, res->kind, &e, expect))) goto out;
-	if((rc = api_audit(r, "update", res->kind->name, e.id.s, NULL))) goto out;
-	if((rc = imp_db_commit(&r->db))) goto out;
-	if(res->after_write) res->after_write();
-	rc = imp_res_reply(r, res, &e, 200, NULL);
+	if((rc = take_fields(r, res, body, e->doc, old))) goto out;
+	if((rc = check_refs(r, res, e->doc, NULL))) goto out;
+	if(res->validate && (rc = res->validate(r, e->doc, old))) goto out;
+	e->modified_by = r->who.actor_id;
+	if((rc = imp_db_update(r->db, res->kind, e, expect))) goto out;
+	if((rc = api_audit(r, "update", res->kind->name, e->id.s, NULL))) goto out;
+	if(!(rc = commit_write(r)) && r->finish) return IMP_OK;
 out:
-	if(rc) rc = fail_store(r, rc, res->kind->name);
-	json_decref(body);
-	imp_entity_clear(&old);
-	imp_entity_clear(&e);
-	return rc;
+	return write_finish(r, rc);
 }
 
 imp_err imp_res_delete(imp_req *r)
 {
 	const imp_resource *res = r->route->arg;
-	imp_entity e = {0};
 	int64_t expect;
 	imp_err rc = check_path_id(r);
 	if(rc) return rc;
 	if((rc = api_expected_version(r, &expect))) return rc;
+	write_st *w = write_state(r, res, 204, NULL);
+	if(!w) return IMP_ERR_NOMEM;
+	imp_entity *e = &w->e;
 	if((rc = imp_db_begin(&r->db))) goto out;
-	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], &e))) goto out;
-	if(!reachable(r, res, &e)) {
+	if((rc = imp_db_get(r->db, res->kind, r->who.account, r->params[0], e))) goto out;
+	if(!reachable(r, res, e)) {
 		rc = IMP_ERR_NOT_FOUND;
 		goto out;
 	}
-	if(expect >= 0 && expect != e.version) {
+	if(expect >= 0 && expect != e->version) {
 		rc = IMP_ERR_STALE;
 		goto out;
 	}
-	if(res->before_delete && (rc = res->before_delete(r, &e))) goto out;
-	if((rc = imp_db_delete(r->db, res->kind, r->who.account, e.id.s, expect))) goto out;
-	if((rc = api_audit(r, "delete", res->kind->name, e.id.s, NULL))) goto out;
-	if((rc = imp_db_commit(&r->db))) goto out;
-	if(res->after_write) res->after_write();
-	rc = api_reply(r, 204, NULL);
+	if(res->before_delete && (rc = res->before_delete(r, e))) goto out;
+	if((rc = imp_db_delete(r->db, res->kind, r->who.account, e->id.s, expect))) goto out;
+	if((rc = api_audit(r, "delete", res->kind->name, e->id.s, NULL))) goto out;
+	if(!(rc = commit_write(r)) && r->finish) return IMP_OK;
 out:
-	if(rc) rc = fail_store(r, rc, res->kind->name);
-	imp_entity_clear(&e);
-	return rc;
+	return write_finish(r, rc);
 }
 
 /* Parses a positive integer argument within [min, max]; def when absent. */

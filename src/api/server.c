@@ -25,6 +25,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <stdio.h>
@@ -38,12 +39,16 @@
 #include "core/timeutil.h"
 
 /* Write requests (every method but GET and HEAD) run on a pool of threads of their own,
- * the connection suspended meanwhile. A write handler holds its thread until its group
- * commits: on the HTTP threads, at most one write per thread could wait for a commit, so
- * groups stayed as small as the HTTP pool (and reads queued behind writes on the same
- * thread). With WRITERS_PER_THREAD writers per HTTP thread, groups grow with the load while
- * the HTTP threads keep parsing and serving reads. */
-#define WRITERS_PER_THREAD 4
+ * the connection suspended meanwhile, so reads never queue behind writes on an HTTP
+ * thread. The writes that matter most for throughput (resource create, update and delete,
+ * credentials) commit later (imp_db_commit_later): their thread hands the request to the
+ * group and takes the next, and whoever ends the group resumes the connection, which its
+ * HTTP thread then answers. A pool thread then never waits for a commit, and one per HTTP
+ * thread keeps the writer busy: with four, which groups needed while every write held its
+ * thread until the commit, device creates went at 0.8 of the rate, their threads queueing
+ * and waking for the writer's lock (bench/README.md). Other writes still hold their
+ * thread until the commit, in groups as large as the pool. */
+#define WRITERS_PER_THREAD 1
 
 typedef struct conn_state conn_state;
 
@@ -87,7 +92,15 @@ struct conn_state {
 	json_t *body;
 	char *text;
 	size_t text_len;
+	/* A write answered after its group's commit (imp_db_commit_later): the store's hook,
+	 * the commit's outcome, and which of the pool thread and the commit came last (that
+	 * one resumes the connection). */
+	imp_db_later later;
+	imp_err later_rc;
+	atomic_int later_state;
 };
+
+enum { LATER_WAITING, LATER_LEFT, LATER_DONE };
 
 /* Lingering close. A body over the limit is refused before it is read (its client may be
  * waiting on 100-continue), and libmicrohttpd then closes the connection; a client that
@@ -258,17 +271,10 @@ static enum MHD_Result stream_step(conn_state *cs, struct MHD_Connection *c, con
 	return ret;
 }
 
-/* Runs the request in cs->wreq and keeps its answer in cs. */
-static void run_request(conn_state *cs)
+/* Keeps the answer of cs->wreq, whose handler returned rc, in cs. */
+static void keep_answer(conn_state *cs, imp_err rc)
 {
 	imp_req *r = cs->wreq;
-	imp_err rc;
-	if(cs->too_large) {
-		rc = api_fail(r, IMP_ERR_TOO_LARGE, "body_too_large", NULL, "request bodies are limited to %d bytes",
-		              IMP_BODY_MAX);
-	} else {
-		rc = imp_router_dispatch(r);
-	}
 	if(rc) {
 		cs->status = api_status(rc);
 		json_decref(r->out);
@@ -288,6 +294,44 @@ static void run_request(conn_state *cs)
 	cs->answered = 1;
 }
 
+static void later_done(imp_db_later *l, imp_err rc)
+{
+	conn_state *cs = (conn_state *)(void *)((char *)l - offsetof(conn_state, later));
+	cs->later_rc = rc;
+	if(atomic_exchange(&cs->later_state, LATER_DONE) == LATER_LEFT) MHD_resume_connection(cs->conn);
+}
+
+/* Runs the request in cs->wreq and keeps its answer in cs, or (pooled) leaves it to
+ * finish_request once its commit ends. */
+static void run_request(conn_state *cs, int pooled)
+{
+	imp_req *r = cs->wreq;
+	imp_err rc;
+	if(pooled) {
+		cs->later.done = later_done;
+		r->later = &cs->later;
+	}
+	if(cs->too_large) {
+		rc = api_fail(r, IMP_ERR_TOO_LARGE, "body_too_large", NULL, "request bodies are limited to %d bytes",
+		              IMP_BODY_MAX);
+	} else {
+		rc = imp_router_dispatch(r);
+	}
+	r->later = NULL;
+	if(!rc && r->finish) return;
+	keep_answer(cs, rc);
+}
+
+/* A request that committed later: the rest of its handler, on this (HTTP) thread. */
+static void finish_request(imp_server *srv, conn_state *cs)
+{
+	imp_req *r = cs->wreq;
+	imp_err rc = cs->later_rc;
+	r->db = imp_store_db(srv->app->store);
+	if(!rc && !r->db) rc = IMP_ERR_STORE;
+	keep_answer(cs, r->finish(r, rc));
+}
+
 /* Sends the answer run_request kept in cs (r: the request, for its header). */
 static enum MHD_Result send_answer(struct MHD_Connection *c, conn_state *cs, const imp_req *r, const char *method)
 {
@@ -303,14 +347,22 @@ static void *writer_run(void *arg)
 	imp_server *srv = arg;
 	pthread_mutex_lock(&srv->wlock);
 	for(;;) {
+		if(!srv->whead) {
+			/* Nothing more to add to the open group: commit it, unless a writer queued
+			 * for the store will. */
+			pthread_mutex_unlock(&srv->wlock);
+			imp_store_flush(srv->app->store);
+			pthread_mutex_lock(&srv->wlock);
+		}
 		while(!srv->whead && !srv->wstop) pthread_cond_wait(&srv->wwake, &srv->wlock);
 		conn_state *cs = srv->whead;
 		if(!cs) break;   /* stopping, and nothing is left */
 		srv->whead = cs->wnext;
 		if(!srv->whead) srv->wtail = NULL;
 		pthread_mutex_unlock(&srv->wlock);
-		run_request(cs);
-		MHD_resume_connection(cs->conn);
+		run_request(cs, 1);
+		if(cs->answered || atomic_exchange(&cs->later_state, LATER_LEFT) == LATER_DONE)
+			MHD_resume_connection(cs->conn);
 		pthread_mutex_lock(&srv->wlock);
 	}
 	pthread_mutex_unlock(&srv->wlock);
@@ -374,6 +426,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if(cs->too_large == 2) return MHD_YES;
 
+	if(cs->wreq && cs->wreq->finish) finish_request(srv, cs);   /* committed later */
 	if(cs->answered) return send_answer(c, cs, cs->wreq, method);   /* a write, back from the pool */
 	/* A read runs here, its request on the stack; a write on the pool, its request kept. */
 	int write = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
@@ -404,7 +457,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		pthread_mutex_unlock(&srv->wlock);
 		if(queued) return MHD_YES;
 	}
-	run_request(cs);
+	run_request(cs, 0);
 	if(!write) cs->wreq = NULL;   /* on the stack */
 	return send_answer(c, cs, r, method);
 }
@@ -416,6 +469,13 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
 	if(!cs) return;
 	if(cs->sstate) cs->sreq->route->stream->close(cs->sstate);
 	if(cs->sreq && cs->sreq->db) imp_db_rollback(&cs->sreq->db);
+	if(cs->wreq && cs->wreq->finish) {
+		/* committed later, and never answered */
+		cs->wreq->db = NULL;
+		cs->wreq->finish(cs->wreq, IMP_ERR_IO);
+		json_decref(cs->wreq->out);
+		imp_free(cs->wreq->out_text);
+	}
 	imp_free(cs->sreq);
 	json_decref(cs->body);
 	imp_free(cs->text);
@@ -567,6 +627,7 @@ static void stop_writers(imp_server *srv)
 	pthread_cond_broadcast(&srv->wwake);
 	pthread_mutex_unlock(&srv->wlock);
 	for(unsigned i = 0; i < srv->nwriters; i++) pthread_join(srv->writers[i], NULL);
+	imp_store_flush(srv->app->store);   /* answers committed later, all sent */
 	imp_free(srv->writers);
 	srv->writers = NULL;
 	srv->nwriters = 0;

@@ -44,6 +44,22 @@ imp_err imp_db_commit(imp_db **db);
  * group), whose caller would otherwise wait for the next writer's work before it can
  * answer, and two requests of one batch client could never overlap. */
 imp_err imp_db_commit_now(imp_db **db);
+/* commit, without waiting for the group: the caller's work joins the open group and
+ * l->done(l, rc) is called once that group commits (rc IMP_OK) or fails, on whichever
+ * thread ends it, after the store's locks are released (so done must not block on the
+ * store) and possibly before this returns. Returns IMP_OK when l was queued; an error
+ * when the caller's own work could not be kept, and then l is never called. The group
+ * stays open for more work: whoever queues for it next, or imp_store_flush, commits it. */
+typedef struct imp_db_later imp_db_later;
+struct imp_db_later {
+	void (*done)(imp_db_later *l, imp_err rc);
+	imp_db_later *next;   /* the store's */
+};
+imp_err imp_db_commit_later(imp_db **db, imp_db_later *l);
+/* Commits the open group now if it holds work committed later and no writer is queued
+ * (one that is commits it, or leaves it to the next). A thread that committed later calls
+ * this before it waits for more work, so no group stays open with nobody to end it. */
+void imp_store_flush(imp_store *s);
 void imp_db_rollback(imp_db **db);
 /* begin, without the savepoint that lets rollback undo this request alone (SQLite copies
  * every page a request writes under it: a fifth of a device create). For a request whose

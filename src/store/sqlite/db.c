@@ -34,6 +34,10 @@ struct imp_writer {
 	int unmarked;            /* the request in turn began without its savepoint */
 	int64_t writes_at_begin; /* and had written this many rows before it began */
 	imp_err rc[RC_RING];     /* outcome of recent groups */
+	/* Members that did not wait for the open group's commit (imp_db_commit_later), told
+	 * its outcome when it ends, in the order they joined. */
+	imp_db_later *later_head, *later_tail;
+	atomic_int laters;       /* how many: imp_store_flush's check without the lock */
 };
 
 /* Checkpoints off the writer. SQLite's automatic checkpoint runs inside the COMMIT that
@@ -505,12 +509,28 @@ static void group_done(struct imp_writer *w, imp_err rc)
 	store__feed_done(w->db);
 	w->open = 0;
 	w->count = 0;
+	imp_db_later *l = w->later_head;
+	w->later_head = w->later_tail = NULL;
+	atomic_store(&w->laters, 0);
 	pthread_mutex_lock(&w->done_lock);
 	w->rc[w->gen % RC_RING] = rc;
 	w->committed = w->gen;
 	pthread_cond_broadcast(&w->done);
 	pthread_mutex_unlock(&w->done_lock);
 	pthread_mutex_unlock(&w->lock);
+	while(l) {
+		imp_db_later *next = l->next;   /* done may reuse l */
+		l->done(l, rc);
+		l = next;
+	}
+}
+
+static imp_err group_commit(struct imp_writer *w)
+{
+	imp_err rc = writer_exec(w->db, "COMMIT");
+	if(rc) writer_exec(w->db, "ROLLBACK");
+	group_done(w, rc);
+	return rc;
 }
 
 static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
@@ -518,9 +538,7 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 	uint64_t mine = w->gen;
 	w->count++;
 	if(now || atomic_load(&w->waiting) == 0 || w->count >= GROUP_MAX) {
-		imp_err rc = writer_exec(w->db, "COMMIT");
-		if(rc) writer_exec(w->db, "ROLLBACK");
-		group_done(w, rc);
+		imp_err rc = group_commit(w);
 		return failed_self ? IMP_OK : rc;
 	}
 	/* The next request may write while this one waits. */
@@ -572,21 +590,54 @@ static imp_err begin(imp_db **dbp, int mark)
 imp_err imp_db_begin(imp_db **dbp) { return begin(dbp, 1); }
 imp_err imp_db_begin_unmarked(imp_db **dbp) { return begin(dbp, 0); }
 
-static imp_err commit(imp_db **dbp, int now)
+/* The caller's part of commit before the group's: its savepoint released (on failure,
+ * undone and the writer finished for it). */
+static imp_err release_own(imp_db **dbp, struct imp_writer **wp)
 {
 	if(!own_db) return IMP_ERR_STORE;
-	struct imp_writer *w = &own_db->store->writer;
+	struct imp_writer *w = *wp = &own_db->store->writer;
 	*dbp = own_db;
 	own_db = NULL;
-	if(w->unmarked) return writer_finish(w, 0, now);
+	if(w->unmarked) return IMP_OK;
 	imp_err rc = writer_exec(w->db, "RELEASE request");
 	if(rc) {
 		writer_exec(w->db, "ROLLBACK TO request");
 		writer_exec(w->db, "RELEASE request");
 		writer_finish(w, 1, 0);
-		return rc;
 	}
-	return writer_finish(w, 0, now);
+	return rc;
+}
+
+static imp_err commit(imp_db **dbp, int now)
+{
+	struct imp_writer *w;
+	imp_err rc = release_own(dbp, &w);
+	return rc ? rc : writer_finish(w, 0, now);
+}
+
+imp_err imp_db_commit_later(imp_db **dbp, imp_db_later *l)
+{
+	struct imp_writer *w;
+	imp_err rc = release_own(dbp, &w);
+	if(rc) return rc;
+	l->next = NULL;
+	if(w->later_tail) w->later_tail->next = l;
+	else w->later_head = l;
+	w->later_tail = l;
+	atomic_fetch_add(&w->laters, 1);
+	if(++w->count >= GROUP_MAX) group_commit(w);
+	else pthread_mutex_unlock(&w->lock);
+	return IMP_OK;
+}
+
+void imp_store_flush(imp_store *s)
+{
+	struct imp_writer *w = &s->writer;
+	if(!atomic_load(&w->laters)) return;
+	pthread_mutex_lock(&w->lock);
+	/* Someone queued for the writer commits the group, or leaves it open for the next. */
+	if(w->later_head && atomic_load(&w->waiting) == 0) group_commit(w);
+	else pthread_mutex_unlock(&w->lock);
 }
 
 imp_err imp_db_commit(imp_db **dbp) { return commit(dbp, 0); }
