@@ -1470,6 +1470,82 @@ static void test_unmarked_requests(void **state)
 	assert_int_equal(imp_db_integrity(c->db), IMP_OK);
 }
 
+/* ---- answers after the commit (imp_db_commit_later) ---- */
+
+typedef struct {
+	imp_db_later l;
+	int calls;
+	imp_err rc;
+} later_rec;
+
+static void later_seen(imp_db_later *l, imp_err rc)
+{
+	later_rec *r = (later_rec *)(void *)l;
+	r->calls++;
+	r->rc = rc;
+}
+
+/* Begins, writes a template named name into a, and commits later with r. */
+static void write_later(ctx *c, const char *name, imp_entity *a, later_rec *r)
+{
+	*r = (later_rec){.l.done = later_seen};
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	insert_template(c, c->acct_a, name, a);
+	assert_int_equal(imp_db_commit_later(&c->db, &r->l), IMP_OK);
+}
+
+static void test_commit_later(void **state)
+{
+	ctx *c = *state;
+	later_rec r, r2;
+	imp_entity a, b;
+
+	/* the group stays open, unseen by readers, until a flush commits it */
+	imp_store_flush(c->store);   /* nothing open: nothing happens */
+	write_later(c, "later-a", &a, &r);
+	assert_int_equal(r.calls, 0);
+	assert_false(template_exists(c, &a.id));
+	imp_store_flush(c->store);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.rc, IMP_OK);
+	assert_true(template_exists(c, &a.id));
+	imp_store_flush(c->store);
+	assert_int_equal(r.calls, 1);
+	imp_entity_clear(&a);
+
+	/* two in one group, ended by a member that waits: each told once, in one commit */
+	write_later(c, "later-b", &a, &r);
+	write_later(c, "later-c", &b, &r2);
+	assert_int_equal(r.calls + r2.calls, 0);
+	imp_entity w;
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	insert_template(c, c->acct_a, "waits", &w);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r2.calls, 1);
+	assert_int_equal(r.rc, IMP_OK);
+	assert_int_equal(r2.rc, IMP_OK);
+	assert_true(template_exists(c, &a.id) && template_exists(c, &b.id) && template_exists(c, &w.id));
+	imp_entity_clear(&a);
+	imp_entity_clear(&b);
+	imp_entity_clear(&w);
+
+	/* a member that wrote unmarked and was refused undoes the group: told it failed */
+	write_later(c, "later-d", &a, &r);
+	assert_int_equal(imp_db_begin_unmarked(&c->db), IMP_OK);
+	insert_template(c, c->acct_a, "refused", &w);
+	imp_db_rollback(&c->db);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.rc, IMP_ERR_STORE);
+	assert_false(template_exists(c, &a.id));
+	assert_false(template_exists(c, &w.id));
+	imp_store_flush(c->store);
+	assert_int_equal(r.calls, 1);
+	imp_entity_clear(&a);
+	imp_entity_clear(&w);
+	assert_int_equal(imp_db_integrity(c->db), IMP_OK);
+}
+
 #define WRITERS 4
 #define TXNS 60
 
@@ -1778,6 +1854,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions_and_integrity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_feed_generation_and_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmarked_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),

@@ -485,7 +485,9 @@ void imp_store_close(imp_store **sp)
  * the last in line (or the 1,000th) commits for all. One COMMIT then writes the pages a
  * whole group touched once, instead of once per request: the difference between about
  * 1,300 and over 10,000 device creates a second here (see bench/README.md). Nobody is
- * answered before the commit that holds their work. */
+ * answered before the commit that holds their work. A member may also leave without waiting
+ * (imp_db_commit_later), told the outcome by a callback: the group then stays open until a
+ * member that waits ends it, or imp_store_flush when its caller has nothing more to add. */
 
 static __thread imp_db *own_db;   /* the caller's connection while it writes */
 
