@@ -86,8 +86,9 @@ imp_err imp_h_assoc_create(imp_req *r)
 	json_t *details = json_pack("{s:s}", "expires", when);
 	rc = api_audit(r, "create-association-code", "device", device_id, details);
 	json_decref(details);
-	if(rc || (rc = imp_db_commit(&r->db))) goto out;
-	rc = api_reply(r, 201, json_pack("{s:s, s:s, s:s}", "associationCode", code, "deviceId", device_id, "expires", when));
+	if(rc) goto out;
+	api_reply(r, 201, json_pack("{s:s, s:s, s:s}", "associationCode", code, "deviceId", device_id, "expires", when));
+	rc = api_commit(r, "the association code could not be made");
 out:
 	if(rc && !r->err_msg[0]) rc = api_fail(r, rc, NULL, NULL, "the association code could not be made");
 	explicit_bzero(code, sizeof code);
@@ -198,8 +199,9 @@ imp_err imp_h_assoc_start(imp_req *r)
 	if(!(rc = imp_db_assoc_code_take(r->db, r->who.account, hash)) && !(rc = imp_db_update(r->db, &imp_kind_device, &d, -1)))
 		rc = api_audit(r, "associate", "device", d.id.s, details);
 	json_decref(details);
-	if(rc || (rc = imp_db_commit(&r->db))) goto out;
-	rc = api_reply(r, 200, json_pack("{s:s}", "deviceId", d.id.s));
+	if(rc) goto out;
+	api_reply(r, 200, json_pack("{s:s}", "deviceId", d.id.s));
+	rc = api_commit(r, "the device could not be associated");
 out:
 	if(rc && !r->err_msg[0]) rc = api_fail(r, rc, NULL, NULL, "the device could not be associated");
 	explicit_bzero(canon, sizeof canon);
@@ -234,8 +236,8 @@ imp_err imp_h_assoc_release(imp_req *r)
 	d.modified_by = r->who.actor_id;
 	if(!(rc = imp_db_update(r->db, &imp_kind_device, &d, -1))) rc = api_audit(r, "release", "device", d.id.s, details);
 	json_decref(details);
-	if(rc || (rc = imp_db_commit(&r->db))) goto out;
-	rc = imp_res_reply(r, &imp_res_device, &d, 200, NULL);
+	if(rc || (rc = imp_res_reply(r, &imp_res_device, &d, 200, NULL))) goto out;
+	rc = api_commit(r, "the device could not be released");
 out:
 	if(rc && !r->err_msg[0]) rc = api_fail(r, rc, NULL, NULL, "the device could not be released");
 	imp_entity_clear(&d);

@@ -250,11 +250,12 @@ static imp_err claim(imp_req *r, json_t *body, int *counted)
 	details = json_pack("{s:s, s:s, s:s, s:s}", "claimTokenId", tok.id.s, "serialNumber", serial, "credentialId", c.id.s,
 	                    "method", c.method);
 	rc = details ? api_audit(r, "claim", "device", e.id.s, details) : IMP_ERR_NOMEM;
-	if(rc || (rc = imp_db_commit(&r->db))) goto out;
+	if(rc) goto out;
 	device = imp_res_render(r->db, &imp_res_device, &e, NULL);
 	cred = imp_cred_body(&c, secret[0] ? secret : NULL);
 	answer = device && cred ? json_pack("{s:O, s:O}", "device", device, "mqttCredential", cred) : NULL;
 	rc = answer ? api_reply(r, 201, answer) : api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
+	if(!rc) rc = api_commit(r, "the claim could not be stored");
 out:
 	if(rc && !r->err_msg[0]) rc = api_fail(r, rc, NULL, NULL, "the claim could not be stored");
 	json_decref(details);

@@ -335,11 +335,11 @@ imp_err imp_h_cred_delete(imp_req *r)
 		rc = api_audit(r, "revoke-credential", c.entity_type, c.entity_id.s, details);
 		json_decref(details);
 	}
-	if(!rc) rc = imp_db_commit(&r->db);
 	imp_credential_clear(&c);
 	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "id", "no such credential");
 	if(rc) return r->err_msg[0] ? rc : api_fail(r, rc, NULL, NULL, "could not revoke the credential");
-	return api_reply(r, 204, NULL);
+	api_reply(r, 204, NULL);
+	return api_commit(r, "could not revoke the credential");
 }
 
 static imp_err set_disabled(imp_req *r, int disabled)
@@ -352,13 +352,13 @@ static imp_err set_disabled(imp_req *r, int disabled)
 	rc = imp_db_begin(&r->db);
 	if(!rc) rc = imp_db_device_set_disabled(r->db, r->who.account, r->params[0], disabled, r->who.actor_id.s, &changed);
 	if(!rc && changed) rc = api_audit(r, disabled ? "disable" : "enable", "device", r->params[0], NULL);
-	if(!rc) rc = imp_db_commit(&r->db);
+	/* the answer is the device as this write leaves it, read before the commit */
 	if(!rc) rc = imp_db_get(r->db, &imp_kind_device, r->who.account, r->params[0], &e);
 	if(rc == IMP_ERR_NOT_FOUND) return api_fail(r, rc, "not_found", "id", "no such device");
 	if(rc) return api_fail(r, rc, NULL, NULL, "could not change the device");
 	rc = imp_res_reply(r, &imp_res_device, &e, 200, NULL);
 	imp_entity_clear(&e);
-	return rc;
+	return rc ? rc : api_commit(r, "could not change the device");
 }
 
 imp_err imp_h_device_disable(imp_req *r) { return set_disabled(r, 1); }

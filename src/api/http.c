@@ -4,6 +4,7 @@
 
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,27 @@ imp_err api_reply(imp_req *r, unsigned status, json_t *body)
 	r->out_text = NULL;
 	r->out = body;
 	return IMP_OK;
+}
+
+/* api_commit's end: the answer stands, or the commit's failure replaces it. */
+static imp_err commit_finish(imp_req *r, imp_err rc)
+{
+	const char *msg = r->finish_arg;
+	r->finish = NULL;
+	r->finish_arg = NULL;
+	if(!rc) return IMP_OK;
+	r->header_name[0] = '\0';
+	return r->err_msg[0] ? rc : api_fail(r, rc, NULL, NULL, "%s", msg);
+}
+
+imp_err api_commit(imp_req *r, const char *fail_msg)
+{
+	r->finish_arg = (void *)(uintptr_t)fail_msg;
+	if(!r->later) return commit_finish(r, imp_db_commit(&r->db));
+	/* finish first: the commit may end before imp_db_commit_later returns */
+	r->finish = commit_finish;
+	imp_err rc = imp_db_commit_later(&r->db, r->later);
+	return rc ? commit_finish(r, rc) : IMP_OK;
 }
 
 imp_err api_reply_text(imp_req *r, unsigned status, imp_jtext *t)

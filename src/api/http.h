@@ -174,6 +174,11 @@ imp_err api_check_account(imp_req *r, const json_t *account_id);
 imp_err api_check_query_account(imp_req *r);
 
 /* Writes an audit entry for the caller. */
+/* Ends a write whose answer is already in r: commits it, later when the server allows (see
+ * imp_req.later: then it returns IMP_OK with r->finish set), else at once. Should the commit
+ * fail, the answer is dropped and the failure answered with fail_msg (a static string). */
+imp_err api_commit(imp_req *r, const char *fail_msg);
+
 imp_err api_audit(imp_req *r, const char *action, const char *entity_type, const char *entity_id,
                   json_t *details);
 
