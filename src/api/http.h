@@ -66,8 +66,9 @@ typedef struct imp_req {
 	/* Answering after the commit. When the server sets later, a handler may pass it to
 	 * imp_db_commit_later, set finish and finish_arg, and return IMP_OK: the server calls
 	 * finish(r, rc) once the group's commit ended (rc its outcome), on an HTTP thread with
-	 * r->db its connection, and answers with what finish leaves in r. finish frees
-	 * finish_arg; it is called exactly once, also when the answer can no longer be sent. */
+	 * r->db its connection (NULL if that cannot be opened), and answers with what finish
+	 * leaves in r. finish frees finish_arg; it is called exactly once, also when the answer
+	 * can no longer be sent (it is then dropped). */
 	imp_db_later *later;
 	imp_err (*finish)(struct imp_req *r, imp_err rc);
 	void *finish_arg;

@@ -348,7 +348,9 @@ static imp_err write_finish(imp_req *r, imp_err rc)
 	r->finish_arg = NULL;
 	if(!rc) {
 		if(w->res->after_write) w->res->after_write();
-		rc = w->status == 204 ? api_reply(r, 204, NULL) : imp_res_reply(r, w->res, &w->e, w->status, w->reveal);
+		if(w->status == 204) rc = api_reply(r, 204, NULL);
+		else if(!r->db) rc = api_fail(r, IMP_ERR_STORE, NULL, NULL, "the %s was stored but cannot be shown", w->res->kind->name);
+		else rc = imp_res_reply(r, w->res, &w->e, w->status, w->reveal);
 	}
 	if(rc) rc = fail_store(r, rc, w->res->kind->name);
 	if(w->secret) {

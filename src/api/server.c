@@ -325,10 +325,8 @@ static void run_request(conn_state *cs, int pooled)
 static void finish_request(imp_server *srv, conn_state *cs)
 {
 	imp_req *r = cs->wreq;
-	imp_err rc = cs->later_rc;
 	r->db = imp_store_db(srv->app->store);
-	if(!rc && !r->db) rc = IMP_ERR_STORE;
-	keep_answer(cs, r->finish(r, rc));
+	keep_answer(cs, r->finish(r, cs->later_rc));
 }
 
 /* Sends the answer run_request kept in cs (r: the request, for its header). */
@@ -350,7 +348,7 @@ static void *writer_run(void *arg)
 			/* Nothing more to add to the open group: commit it, unless a writer queued
 			 * for the store will. */
 			pthread_mutex_unlock(&srv->wlock);
-			imp_store_flush(srv->app->store);
+			imp_store_flush(srv->app->store, 0);
 			pthread_mutex_lock(&srv->wlock);
 		}
 		while(!srv->whead && !srv->wstop) pthread_cond_wait(&srv->wwake, &srv->wlock);
@@ -469,9 +467,10 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
 	if(cs->sstate) cs->sreq->route->stream->close(cs->sstate);
 	if(cs->sreq && cs->sreq->db) imp_db_rollback(&cs->sreq->db);
 	if(cs->wreq && cs->wreq->finish) {
-		/* committed later, and never answered */
-		cs->wreq->db = NULL;
-		cs->wreq->finish(cs->wreq, IMP_ERR_IO);
+		/* Committed later, and never answered: the rest of the handler still runs (a
+		 * committed write's cache invalidation), its answer dropped. */
+		cs->wreq->db = imp_store_db(srv->app->store);
+		cs->wreq->finish(cs->wreq, cs->later_rc);
 		json_decref(cs->wreq->out);
 		imp_free(cs->wreq->out_text);
 	}
@@ -626,7 +625,9 @@ static void stop_writers(imp_server *srv)
 	pthread_cond_broadcast(&srv->wwake);
 	pthread_mutex_unlock(&srv->wlock);
 	for(unsigned i = 0; i < srv->nwriters; i++) pthread_join(srv->writers[i], NULL);
-	imp_store_flush(srv->app->store);   /* answers committed later, all sent */
+	/* Answers committed later, all sent before libmicrohttpd stops: a write queued for the
+	 * writer now can only be an HTTP thread's, which must not keep the group open. */
+	imp_store_flush(srv->app->store, 1);
 	imp_free(srv->writers);
 	srv->writers = NULL;
 	srv->nwriters = 0;

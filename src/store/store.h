@@ -57,9 +57,10 @@ struct imp_db_later {
 };
 imp_err imp_db_commit_later(imp_db **db, imp_db_later *l);
 /* Commits the open group now if it holds work committed later and no writer is queued
- * (one that is commits it, or leaves it to the next). A thread that committed later calls
- * this before it waits for more work, so no group stays open with nobody to end it. */
-void imp_store_flush(imp_store *s);
+ * (one that is commits it, or leaves it to the next), or whoever is queued when always is
+ * set. A thread that committed later calls this before it waits for more work, so no group
+ * stays open with nobody to end it. */
+void imp_store_flush(imp_store *s, int always);
 void imp_db_rollback(imp_db **db);
 /* begin, without the savepoint that lets rollback undo this request alone (SQLite copies
  * every page a request writes under it: a fifth of a device create). For a request whose

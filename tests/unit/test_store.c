@@ -1501,15 +1501,15 @@ static void test_commit_later(void **state)
 	imp_entity a, b;
 
 	/* the group stays open, unseen by readers, until a flush commits it */
-	imp_store_flush(c->store);   /* nothing open: nothing happens */
+	imp_store_flush(c->store, 0);   /* nothing open: nothing happens */
 	write_later(c, "later-a", &a, &r);
 	assert_int_equal(r.calls, 0);
 	assert_false(template_exists(c, &a.id));
-	imp_store_flush(c->store);
+	imp_store_flush(c->store, 0);
 	assert_int_equal(r.calls, 1);
 	assert_int_equal(r.rc, IMP_OK);
 	assert_true(template_exists(c, &a.id));
-	imp_store_flush(c->store);
+	imp_store_flush(c->store, 0);
 	assert_int_equal(r.calls, 1);
 	imp_entity_clear(&a);
 
@@ -1539,7 +1539,7 @@ static void test_commit_later(void **state)
 	assert_int_equal(r.rc, IMP_ERR_STORE);
 	assert_false(template_exists(c, &a.id));
 	assert_false(template_exists(c, &w.id));
-	imp_store_flush(c->store);
+	imp_store_flush(c->store, 0);
 	assert_int_equal(r.calls, 1);
 	imp_entity_clear(&a);
 	imp_entity_clear(&w);

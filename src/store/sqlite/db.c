@@ -543,8 +543,10 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 		imp_err rc = group_commit(w);
 		return failed_self ? IMP_OK : rc;
 	}
-	/* The next request may write while this one waits. */
+	/* The next request may write while this one waits; one whose work is already undone
+	 * has nothing in the group to wait for. */
 	pthread_mutex_unlock(&w->lock);
+	if(failed_self) return IMP_OK;
 	pthread_mutex_lock(&w->done_lock);
 	while(w->committed < mine) pthread_cond_wait(&w->done, &w->done_lock);
 	imp_err rc = w->rc[mine % RC_RING];
@@ -632,13 +634,13 @@ imp_err imp_db_commit_later(imp_db **dbp, imp_db_later *l)
 	return IMP_OK;
 }
 
-void imp_store_flush(imp_store *s)
+void imp_store_flush(imp_store *s, int always)
 {
 	struct imp_writer *w = &s->writer;
 	if(!atomic_load(&w->laters)) return;
 	pthread_mutex_lock(&w->lock);
 	/* Someone queued for the writer commits the group, or leaves it open for the next. */
-	if(w->later_head && atomic_load(&w->waiting) == 0) group_commit(w);
+	if(w->later_head && (always || atomic_load(&w->waiting) == 0)) group_commit(w);
 	else pthread_mutex_unlock(&w->lock);
 }
 
