@@ -148,19 +148,28 @@ static imp_err rate_limited(imp_req *r, unsigned wait)
 }
 
 /* The token row as it stands in the write transaction, checked: still there, not expired,
- * one use counted (none left: refused), serial on its allow-list when it has one. */
-static imp_err take_use(imp_req *r, const imp_entity *found, const char *serial, imp_entity *tok)
+ * one use counted (none left: refused), serial on its allow-list when it has one. A refusal
+ * says why in *why, for the audit log. */
+static imp_err take_use(imp_req *r, const imp_entity *found, const char *serial, imp_entity *tok, const char **why)
 {
 	imp_err rc = imp_db_get_by_key(r->db, &imp_kind_claim_token, found->account, found->key, tok);
-	if(rc == IMP_ERR_NOT_FOUND) return refuse(r);
+	if(rc == IMP_ERR_NOT_FOUND) {
+		*why = "revoked";
+		return refuse(r);
+	}
 	if(rc) return rc;
 	int64_t expires;
 	if(imp_iso8601_parse(json_string_value(json_object_get(tok->doc, "expires")), &expires) ||
-	   expires <= (int64_t)imp_now_ms())
+	   expires <= (int64_t)imp_now_ms()) {
+		*why = "expired";
 		return refuse(r);
+	}
 	rc = imp_db_claim_use(r->db, tok->key);
-	if(!rc && json_is_integer(json_object_get(tok->doc, "serialNumberCount")))
+	if(rc == IMP_ERR_NOT_FOUND) *why = "used up";
+	if(!rc && json_is_integer(json_object_get(tok->doc, "serialNumberCount"))) {
 		rc = imp_db_claim_serial_allowed(r->db, tok->key, serial);
+		if(rc == IMP_ERR_NOT_FOUND) *why = "serial number not allowed";
+	}
 	return rc == IMP_ERR_NOT_FOUND ? refuse(r) : rc;
 }
 
@@ -168,12 +177,15 @@ static imp_err take_use(imp_req *r, const imp_entity *found, const char *serial,
  * under the token's template, into *e and *c; the secret, for password templates, into
  * secret. */
 static imp_err make_device(imp_req *r, const imp_entity *tok, const char *serial, const char *csr, imp_entity *e,
-                           imp_credential *c, char *secret)
+                           imp_credential *c, char *secret, const char **why)
 {
 	const char *tid = json_string_value(json_object_get(tok->doc, "deviceTemplateId"));
 	imp_entity t = {0};
 	imp_err rc = imp_db_get(r->db, &imp_kind_device_template, r->who.account, tid, &t);
-	if(rc == IMP_ERR_NOT_FOUND) return refuse(r); /* its template deleted: the token is of no use */
+	if(rc == IMP_ERR_NOT_FOUND) {
+		*why = "template deleted"; /* the token is of no use */
+		return refuse(r);
+	}
 	if(rc) return rc;
 	int password = strcmp(json_string_value(json_object_get(t.doc, "authenticationMethod")), "password") == 0;
 	imp_entity_clear(&t);
@@ -201,6 +213,39 @@ static imp_err make_device(imp_req *r, const imp_entity *tok, const char *serial
 	snprintf(id, sizeof id, "%s", e->id.s);
 	imp_entity_clear(e);
 	return imp_db_get(r->db, &imp_kind_device, r->who.account, id, e);
+}
+
+static imp_err refused_finish(imp_req *r, imp_err rc)
+{
+	(void)rc; /* the refusal stands whether or not its audit entry was kept */
+	r->finish = NULL;
+	r->finish_arg = NULL;
+	return IMP_ERR_FORBIDDEN;
+}
+
+/* A refusal of a token the store knows (used up, expired, off its allow-list, its template
+ * deleted), inside the claim's transaction: what the claim wrote is undone (the use it
+ * counted), the refusal goes to the token's account's audit log with its reason, and the
+ * caller gets the one 403 answer, once that entry is committed. Counted here against the
+ * caller's address, as its answer may come after this returns. */
+static imp_err refuse_audited(imp_req *r, const imp_entity *found, const char *serial, const char *why, int *counted)
+{
+	imp_ratelimit_fail(r->app->claim_fail_by_addr, r->addr);
+	*counted = 0;
+	imp_err rc = imp_db_undo(r->db);
+	json_t *d = rc ? NULL : json_pack("{s:s, s:s}", "serialNumber", serial, "reason", why);
+	if(!rc) rc = d ? api_audit(r, "claim-refused", "claimToken", found->id.s, d) : IMP_ERR_NOMEM;
+	json_decref(d);
+	refuse(r);
+	if(rc) return IMP_ERR_FORBIDDEN; /* the entry could not be written: refused all the same */
+	if(!r->later) {
+		imp_db_commit(&r->db);
+		return IMP_ERR_FORBIDDEN;
+	}
+	r->finish = refused_finish;
+	if(!imp_db_commit_later(&r->db, r->later)) return IMP_OK;
+	r->finish = NULL;
+	return IMP_ERR_FORBIDDEN;
 }
 
 /* The claim of a parsed body; *counted says whether the failure is one a rate limit of
@@ -245,8 +290,11 @@ static imp_err claim(imp_req *r, json_t *body, int *counted)
 	r->who.actor_id = found.id;
 	r->who.scopes = 0;
 	if((rc = imp_db_begin(&r->db))) goto out;
-	if((rc = take_use(r, &found, serial, &tok))) goto out;
-	if((rc = make_device(r, &tok, serial, csr, &e, &c, secret))) goto out;
+	const char *why = NULL;
+	if((rc = take_use(r, &found, serial, &tok, &why)) || (rc = make_device(r, &tok, serial, csr, &e, &c, secret, &why))) {
+		if(why) rc = refuse_audited(r, &found, serial, why, counted);
+		goto out;
+	}
 	details = json_pack("{s:s, s:s, s:s, s:s}", "claimTokenId", tok.id.s, "serialNumber", serial, "credentialId", c.id.s,
 	                    "method", c.method);
 	rc = details ? api_audit(r, "claim", "device", e.id.s, details) : IMP_ERR_NOMEM;

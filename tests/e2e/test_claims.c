@@ -348,6 +348,24 @@ static void one_claim_per_serial(void **state)
 	h_resp_free(&r);
 }
 
+/* The refusals of token var id_var in its account's audit log: count of them, the latest
+ * one's serial number and reason, by the token itself. */
+static void refusal_audited(const char *id_var, const char *count, const char *serial, const char *reason)
+{
+	char path[160], want[80];
+	snprintf(path, sizeof path, "/api/v1/audit?entityId={%s}&action=claim-refused&sortOrder=desc", id_var);
+	h_resp r = api("GET", path, NULL);
+	check_resp(&r, 200, NULL, NULL, "refusals audited");
+	check_at(&r, "auditEntries.meta.count", count, "refusals audited");
+	snprintf(want, sizeof want, "\"%s\"", serial);
+	check_at(&r, "auditEntries.results.0.details.serialNumber", want, "refusal's serial");
+	snprintf(want, sizeof want, "\"%s\"", reason);
+	check_at(&r, "auditEntries.results.0.details.reason", want, "refusal's reason");
+	check_at(&r, "auditEntries.results.0.entityType", "\"claimToken\"", "refusal's entity");
+	check_at(&r, "auditEntries.results.0.actorType", "\"claimToken\"", "refusal's actor");
+	h_resp_free(&r);
+}
+
 static void refusals(void **state)
 {
 	(void)state;
@@ -364,6 +382,7 @@ static void refusals(void **state)
 	claimed("127.0.12.2", "TXTOK", "R-2", NULL, NULL);
 	refused("127.0.12.2", "TXTOK", "R-3", "used up");
 	assert_int_equal(uses_of("TX"), 1);
+	refusal_audited("TX", "1", "R-3", "used up");
 
 	/* expired */
 	make_token("TP", 5, 2, NULL, "TE", "TETOK");
@@ -371,6 +390,7 @@ static void refusals(void **state)
 	sleep(3);
 	refused("127.0.12.3", "TETOK", "R-5", "expired");
 	assert_int_equal(uses_of("TE"), 1);
+	refusal_audited("TE", "1", "R-5", "expired");
 
 	/* revoked */
 	make_token("TP", 5, 3600, NULL, "TR", "TRTOK");
@@ -397,6 +417,7 @@ static void refusals(void **state)
 	h_resp_free(&r);
 	refused("127.0.12.5", "TATOK", "A-3", "off the allow-list");
 	refused("127.0.12.5", "TATOK", "a-1", "off the allow-list (case differs)");
+	refusal_audited("TA", "2", "a-1", "serial number not allowed");
 	claimed("127.0.12.5", "TATOK", "A-1", NULL, NULL);
 	assert_int_equal(uses_of("TA"), 1);
 
@@ -408,6 +429,7 @@ static void refusals(void **state)
 	h_resp_free(&r);
 	refused("127.0.12.6", "TGTOK", "G-1", "template gone");
 	assert_int_equal(uses_of("TGID"), 0);
+	refusal_audited("TGID", "1", "G-1", "template deleted");
 }
 
 static void claim_bodies(void **state)
