@@ -140,6 +140,10 @@ static const char *const MIGRATIONS[] = {
 	"DROP INDEX devices_org;"
 	"CREATE INDEX devices_template ON devices (account, template_id, key, state, disabled);"
 	"CREATE INDEX devices_org ON devices (account, org_id, key, state, disabled);",
+
+	/* 10: expired association codes are pruned a few at a time as new ones are made
+	 * (imp_db_assoc_code_put); this finds them without reading the table. */
+	"CREATE INDEX association_codes_expires ON association_codes (expires);",
 };
 
 const char *const *imp_migrations(int *count)

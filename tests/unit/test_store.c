@@ -1470,6 +1470,51 @@ static void test_unmarked_requests(void **state)
 	assert_int_equal(imp_db_integrity(c->db), IMP_OK);
 }
 
+/* ---- association codes ---- */
+
+static int assoc_codes(ctx *c)
+{
+	sqlite3 *conn;
+	sqlite3_stmt *st;
+	int n = -1;
+	assert_int_equal(sqlite3_open_v2(c->path, &conn, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(conn, "SELECT count(*) FROM association_codes", -1, &st, NULL), SQLITE_OK);
+	if(sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(conn);
+	return n;
+}
+
+static void put_code(ctx *c, const char *device, const char *hash, int64_t ttl_ms)
+{
+	assert_int_equal(imp_db_begin(&c->db), IMP_OK);
+	assert_int_equal(imp_db_assoc_code_put(c->db, c->acct_a, device, hash, (uint64_t)((int64_t)imp_now_ms() + ttl_ms), "t"),
+	                 IMP_OK);
+	assert_int_equal(imp_db_commit(&c->db), IMP_OK);
+}
+
+/* Codes that expired unused go as new ones are made, eight at a time; live ones stay. */
+static void test_assoc_codes_pruned(void **state)
+{
+	ctx *c = *state;
+	char dev[32], hash[32];
+	for(int i = 0; i < 10; i++) {
+		snprintf(dev, sizeof dev, "expired-%d", i);
+		snprintf(hash, sizeof hash, "h-expired-%d", i);
+		put_code(c, dev, hash, 300);
+	}
+	assert_int_equal(assoc_codes(c), 10);   /* none had expired yet */
+	sleep_ms(400);
+	put_code(c, "live", "h-live", 60000);
+	assert_int_equal(assoc_codes(c), 3);   /* eight of the ten expired went */
+	put_code(c, "another", "h-another", 60000);
+	assert_int_equal(assoc_codes(c), 2);   /* the last two expired, and the two live */
+	imp_id found;
+	assert_int_equal(imp_db_assoc_code_find(c->db, c->acct_a, "h-live", imp_now_ms(), &found), IMP_OK);
+	assert_string_equal(found.s, "live");
+	assert_int_equal(imp_db_assoc_code_find(c->db, c->acct_a, "h-another", imp_now_ms(), &found), IMP_OK);
+}
+
 /* ---- answers after the commit (imp_db_commit_later) ---- */
 
 typedef struct {
@@ -1854,6 +1899,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions_and_integrity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_feed_generation_and_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_assoc_codes_pruned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmarked_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_map, setup, teardown),

@@ -40,10 +40,24 @@ imp_err imp_db_device_within(imp_db *db, int64_t account, const char *device_id,
 	return org[0] ? imp_db_org_within(db, account, org, ancestor, within) : IMP_OK;
 }
 
+/* Expired codes removed with every code made: more than are made, so they never pile up
+ * (a code is deleted when used, and replaced by the device's next one, but a device whose
+ * code expires unused and never gets another kept it). */
+#define PRUNE_PER_PUT 8
+
 imp_err imp_db_assoc_code_put(imp_db *db, int64_t account, const char *device_id, const char *hash,
                               uint64_t expires_ms, const char *created_by)
 {
-	sqlite3_stmt *st = store__stmt(db,
+	uint64_t now = imp_now_ms();
+	sqlite3_stmt *st = store__stmt(db, "DELETE FROM association_codes WHERE key IN (SELECT key FROM association_codes"
+	                                   " WHERE expires <= ? ORDER BY expires LIMIT ?)");
+	if(!st) return IMP_ERR_STORE;
+	sqlite3_bind_int64(st, 1, (int64_t)now);
+	sqlite3_bind_int(st, 2, PRUNE_PER_PUT);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if(rc != SQLITE_DONE) return store__rc(rc);
+	st = store__stmt(db,
 		"INSERT OR REPLACE INTO association_codes (account, device_id, code_hash, expires, created, created_by)"
 		" VALUES (?, ?, ?, ?, ?, ?)");
 	if(!st) return IMP_ERR_STORE;
@@ -51,9 +65,9 @@ imp_err imp_db_assoc_code_put(imp_db *db, int64_t account, const char *device_id
 	sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, (int64_t)expires_ms);
-	sqlite3_bind_int64(st, 5, (int64_t)imp_now_ms());
+	sqlite3_bind_int64(st, 5, (int64_t)now);
 	sqlite3_bind_text(st, 6, created_by, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
+	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return store__rc(rc);
 }
