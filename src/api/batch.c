@@ -81,6 +81,12 @@ typedef struct {
 	char tmpl_method[IMP_METHOD_LEN];
 	int64_t created, renewed, failed;
 	uint64_t held_since_us;  /* when the groups in a row without a pause began */
+	/* Pass two unmarked takes each serial number for new to this batch without looking it
+	 * up (a lookup was 4% of a batch's server time): a serial seen before fails its
+	 * batch item's insert after its device was written, and the group is run again
+	 * marked, looking each up. After one such group, this request looks them all up. */
+	int guess_new;
+	int marked_pass;
 } batch;
 
 static json_t *line_error(imp_req *r, int64_t line, imp_err rc)
@@ -239,7 +245,7 @@ static imp_err write_line(batch *b, size_t i, int64_t line)
 	if(s->state == LINE_EARLY_ERR) return IMP_OK;
 	const char *serial = json_string_value(json_object_get(s->body, "serialNumber"));
 	int64_t seen_line = 0, key = 0, seen_gen = 0;
-	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4
+	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4 && (b->marked_pass || !b->guess_new)
 	         ? imp_db_batch_item_get(r->db, r->who.account, b->name, serial, &seen_line, &key, &seen_gen)
 	         : IMP_ERR_NOT_FOUND;
 	if(rc == IMP_OK && seen_line != line) {
@@ -354,6 +360,7 @@ static imp_err write_lines(batch *b, int64_t first, int marked, int *redo)
 	imp_req *r = b->r;
 	imp_err rc = IMP_OK;
 	*redo = 0;
+	b->marked_pass = marked;
 	memset(&b->refs, 0, sizeof b->refs);
 	for(size_t i = 0; i < b->np; i++) {
 		if(marked && (rc = imp_db_mark(r->db))) return rc;
@@ -410,6 +417,7 @@ static imp_err run_group(batch *b)
 	int redo = 0;
 	if(!rc) rc = write_lines(b, first, 0, &redo);
 	if(!rc && redo) {
+		b->guess_new = 0;
 		b->created = created;
 		b->renewed = renewed;
 		b->failed = failed;
@@ -560,6 +568,7 @@ static imp_err batch_open(imp_req *r, void **state)
 	if(!b) return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 	b->r = r;
 	b->generation = generation;
+	b->guess_new = 1;
 	imp_jtext_init(&b->text, TEXT_MAX);
 	imp_jtext_init(&b->errs, TEXT_MAX);
 	b->credentials = cred && strcmp(cred, "true") == 0;
