@@ -369,7 +369,10 @@ static imp_err write_lines(batch *b, int64_t first, int marked, int *redo)
 		if(marked) {
 			imp_err urc = imp_db_unmark(r->db, b->failed != f);
 			if(!rc) rc = urc;
-		} else if(!rc && b->failed != f && imp_db_writes(r->db) != w) {
+		} else if(!rc && b->failed != f && (imp_db_writes(r->db) != w || b->guess_new)) {
+			/* A failed line undoes the group, or, its serial number taken for new unlooked,
+			 * may have failed only for that (a device made before, whose line now fails the
+			 * checks of a new one): the group runs again, looking each up. */
 			*redo = 1;
 			return IMP_OK;
 		}

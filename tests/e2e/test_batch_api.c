@@ -984,6 +984,37 @@ static void resumption(void **state)
 	bresp_free(&t);
 	free(mism.p);
 
+	/* A line whose device was made, resumed after its organization was deleted: as a new
+	 * device the line would now fail (the organization is gone); it is the device made
+	 * before, renewed. */
+	json_t *org = create("/api/v1/organizations", "organization", "{\"name\":\"gone-org\"}", NULL);
+	char org_id[64];
+	snprintf(org_id, sizeof org_id, "%s", json_string_value(json_object_get(org, "id")));
+	json_decref(org);
+	sbuf orgl = {0};
+	sb_printf(&orgl, "{\"deviceTemplateId\":\"%s\",\"serialNumber\":\"R-org\",\"organizationId\":\"%s\"}\n", PW,
+	          org_id);
+	t = run("credentials=true&firstLine=100", "Idempotency-Key: run-1", &orgl);
+	ok_line(&t, 0, 100, 1);
+	char org_dev[64];
+	snprintf(org_dev, sizeof org_dev, "%s", id_of(&t, 0));
+	bresp_free(&t);
+	char opath[128];
+	snprintf(opath, sizeof opath, "/api/v1/devices/%s", org_dev);
+	h_resp od = api("PUT", opath, "{\"organizationId\":null}");
+	check_resp(&od, 200, NULL, NULL, "device out of the organization");
+	h_resp_free(&od);
+	snprintf(opath, sizeof opath, "/api/v1/organizations/%s", org_id);
+	od = api("DELETE", opath, NULL);
+	check_resp(&od, 204, NULL, NULL, "organization deleted");
+	h_resp_free(&od);
+	t = run("credentials=true&firstLine=100", "Idempotency-Key: run-1", &orgl);
+	ok_line(&t, 0, 100, 1);
+	assert_string_equal(id_of(&t, 0), org_dev);
+	bresp_free(&t);
+	free(orgl.p);
+	assert_int_equal(count_serial("R-org"), 1);
+
 	/* A deleted device is not brought back by resuming. */
 	char path[128];
 	snprintf(path, sizeof path, "/api/v1/devices/%s", id_of(&first, 5));
