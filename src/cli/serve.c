@@ -86,12 +86,11 @@ int imp_cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* Handlers wait for group commits, so more threads than cores let writes batch:
-	 * with one thread per core a group can never hold more than that many requests. Each
-	 * thread more also wakes for fewer connections at a time, which costs reads: with
-	 * connections spread evenly (server.c), 4 a core measured GET by id 18,365-19,345/s,
-	 * POST 5,470-5,594/s and the filtered page's p99 3.5-4.1 ms; 8 a core 16,137-17,127/s,
-	 * 6,178-6,449/s and 5.1 ms (bench/README.md). */
+	/* HTTP threads: 4 a core. Writes run on the server's own pool and never hold an HTTP
+	 * thread to their commit, so the count is for reads: with connections spread evenly
+	 * (server.c), 4 a core measured GET by id 18,365-19,345/s and the filtered page's p99
+	 * 3.5-4.1 ms, 8 a core 16,137-17,127/s and 5.1 ms; device creates measured the same
+	 * with 2 a core as with 4 (bench/README.md). */
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	/* SQLite's page caches come and go in blocks over glibc's default mmap threshold;
 	 * keep them in the heap instead of a munmap and mmap per request. */
