@@ -86,7 +86,6 @@ typedef struct {
 	 * batch item's insert after its device was written, and the group is run again
 	 * marked, looking each up. After one such group, this request looks them all up. */
 	int guess_new;
-	int marked_pass;
 } batch;
 
 static json_t *line_error(imp_req *r, int64_t line, imp_err rc)
@@ -235,8 +234,9 @@ early:
 }
 
 /* Pass two, inside the group's transaction: line i's serial number, its device (made now,
- * or made before by this batch) and its credential. A failure is the line's answer. */
-static imp_err write_line(batch *b, size_t i, int64_t line)
+ * or made before by this batch) and its credential. A failure is the line's answer. The
+ * marked pass always looks the serial number up (see guess_new). */
+static imp_err write_line(batch *b, size_t i, int64_t line, int marked)
 {
 	imp_req *r = b->r;
 	line_st *s = &b->st[i];
@@ -245,7 +245,7 @@ static imp_err write_line(batch *b, size_t i, int64_t line)
 	if(s->state == LINE_EARLY_ERR) return IMP_OK;
 	const char *serial = json_string_value(json_object_get(s->body, "serialNumber"));
 	int64_t seen_line = 0, key = 0, seen_gen = 0;
-	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4 && (b->marked_pass || !b->guess_new)
+	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4 && (marked || !b->guess_new)
 	         ? imp_db_batch_item_get(r->db, r->who.account, b->name, serial, &seen_line, &key, &seen_gen)
 	         : IMP_ERR_NOT_FOUND;
 	if(rc == IMP_OK && seen_line != line) {
@@ -360,12 +360,11 @@ static imp_err write_lines(batch *b, int64_t first, int marked, int *redo)
 	imp_req *r = b->r;
 	imp_err rc = IMP_OK;
 	*redo = 0;
-	b->marked_pass = marked;
 	memset(&b->refs, 0, sizeof b->refs);
 	for(size_t i = 0; i < b->np; i++) {
 		if(marked && (rc = imp_db_mark(r->db))) return rc;
 		int64_t f = b->failed, w = imp_db_writes(r->db);
-		rc = write_line(b, i, first + (int64_t)i);
+		rc = write_line(b, i, first + (int64_t)i, marked);
 		if(marked) {
 			imp_err urc = imp_db_unmark(r->db, b->failed != f);
 			if(!rc) rc = urc;

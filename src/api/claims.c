@@ -238,14 +238,7 @@ static imp_err refuse_audited(imp_req *r, const imp_entity *found, const char *s
 	json_decref(d);
 	refuse(r);
 	if(rc) return IMP_ERR_FORBIDDEN; /* the entry could not be written: refused all the same */
-	if(!r->later) {
-		imp_db_commit(&r->db);
-		return IMP_ERR_FORBIDDEN;
-	}
-	r->finish = refused_finish;
-	if(!imp_db_commit_later(&r->db, r->later)) return IMP_OK;
-	r->finish = NULL;
-	return IMP_ERR_FORBIDDEN;
+	return api_commit_then(r, refused_finish);
 }
 
 /* The claim of a parsed body; *counted says whether the failure is one a rate limit of

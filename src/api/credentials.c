@@ -270,15 +270,7 @@ imp_err imp_h_cred_create(imp_req *r)
 	rc = api_audit(r, replaced ? "regenerate-credential" : "generate-credential", entity_type, entity_id, details);
 	json_decref(details);
 	if(rc) goto out;
-	if(r->later) {
-		/* Answered once the group commits; finish is set first, as the commit may end
-		 * before imp_db_commit_later returns. */
-		r->finish = cred_finish;
-		if(!(rc = imp_db_commit_later(&r->db, r->later))) return IMP_OK;
-		r->finish = NULL;
-	} else {
-		rc = imp_db_commit(&r->db);
-	}
+	return api_commit_then(r, cred_finish);
 out:
 	return cred_finish(r, rc);
 }

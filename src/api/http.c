@@ -70,14 +70,19 @@ static imp_err commit_finish(imp_req *r, imp_err rc)
 	return r->err_msg[0] ? rc : api_fail(r, rc, NULL, NULL, "%s", msg);
 }
 
+imp_err api_commit_then(imp_req *r, imp_err (*finish)(imp_req *r, imp_err rc))
+{
+	if(!r->later) return finish(r, imp_db_commit(&r->db));
+	/* finish first: the commit may end before imp_db_commit_later returns */
+	r->finish = finish;
+	imp_err rc = imp_db_commit_later(&r->db, r->later);
+	return rc ? finish(r, rc) : IMP_OK;
+}
+
 imp_err api_commit(imp_req *r, const char *fail_msg)
 {
 	r->finish_arg = (void *)(uintptr_t)fail_msg;
-	if(!r->later) return commit_finish(r, imp_db_commit(&r->db));
-	/* finish first: the commit may end before imp_db_commit_later returns */
-	r->finish = commit_finish;
-	imp_err rc = imp_db_commit_later(&r->db, r->later);
-	return rc ? commit_finish(r, rc) : IMP_OK;
+	return api_commit_then(r, commit_finish);
 }
 
 imp_err api_reply_text(imp_req *r, unsigned status, imp_jtext *t)

@@ -179,6 +179,11 @@ imp_err api_check_query_account(imp_req *r);
  * imp_req.later: then it returns IMP_OK with r->finish set), else at once. Should the commit
  * fail, the answer is dropped and the failure answered with fail_msg (a static string). */
 imp_err api_commit(imp_req *r, const char *fail_msg);
+/* Commits the write in turn and ends it with finish(r, rc), rc the commit's outcome: later,
+ * on an HTTP thread, when the server allows (then this returns IMP_OK with r->finish set;
+ * see imp_req.later), else here, returning what finish returns. finish clears r->finish
+ * and r->finish_arg, and frees what finish_arg holds. */
+imp_err api_commit_then(imp_req *r, imp_err (*finish)(imp_req *r, imp_err rc));
 
 imp_err api_audit(imp_req *r, const char *action, const char *entity_type, const char *entity_id,
                   json_t *details);

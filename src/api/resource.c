@@ -381,18 +381,6 @@ static write_st *write_state(imp_req *r, const imp_resource *res, unsigned statu
 	return w;
 }
 
-/* Commits the write in turn: IMP_OK with r->finish set when it is answered later (see
- * imp_req.later), or the outcome of a commit waited for. */
-static imp_err commit_write(imp_req *r)
-{
-	if(!r->later) return imp_db_commit(&r->db);
-	/* finish first: the commit may end before imp_db_commit_later returns */
-	r->finish = write_finish;
-	imp_err rc = imp_db_commit_later(&r->db, r->later);
-	if(rc) r->finish = NULL;
-	return rc;
-}
-
 imp_err imp_res_create(imp_req *r)
 {
 	const imp_resource *res = r->route->arg;
@@ -419,7 +407,7 @@ imp_err imp_res_create(imp_req *r)
 	if((rc = imp_db_insert(r->db, res->kind, e, c->secret))) goto out;
 	if(res->after_insert && (rc = res->after_insert(r, e))) goto out;
 	if((rc = api_audit(r, "create", res->kind->name, e->id.s, NULL))) goto out;
-	if(!(rc = commit_write(r)) && r->finish) return IMP_OK;
+	return api_commit_then(r, write_finish);
 out:
 	return write_finish(r, rc);
 }
@@ -473,7 +461,7 @@ imp_err imp_res_update(imp_req *r)
 	e->modified_by = r->who.actor_id;
 	if((rc = imp_db_update(r->db, res->kind, e, expect))) goto out;
 	if((rc = api_audit(r, "update", res->kind->name, e->id.s, NULL))) goto out;
-	if(!(rc = commit_write(r)) && r->finish) return IMP_OK;
+	return api_commit_then(r, write_finish);
 out:
 	return write_finish(r, rc);
 }
@@ -501,7 +489,7 @@ imp_err imp_res_delete(imp_req *r)
 	if(res->before_delete && (rc = res->before_delete(r, e))) goto out;
 	if((rc = imp_db_delete(r->db, res->kind, r->who.account, e->id.s, expect))) goto out;
 	if((rc = api_audit(r, "delete", res->kind->name, e->id.s, NULL))) goto out;
-	if(!(rc = commit_write(r)) && r->finish) return IMP_OK;
+	return api_commit_then(r, write_finish);
 out:
 	return write_finish(r, rc);
 }
