@@ -1,6 +1,7 @@
 /* The HTTP server: libmicrohttpd with a pool of epoll threads. It reads bodies up to their
  * cap, resolves the route and the caller, runs the handler and writes one log line per
- * request (method, route, status, microseconds; never a body, header value or token).
+ * request (method, route, status, microseconds; never a body, header value or token;
+ * reqlog.c writes them).
  *
  * Connections are accepted here, by a thread of our own, and handed to the pool with
  * MHD_add_connection, which spreads them over its threads by descriptor. A pool thread runs
@@ -33,6 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/reqlog.h"
 #include "api/router.h"
 #include "core/limits.h"
 #include "core/mem.h"
@@ -70,6 +72,7 @@ struct imp_server {
 	atomic_int *load;      /* connections on each of its threads */
 	unsigned next_pick;    /* the acceptor's start for ties */
 	atomic_int stopping;
+	int log_batched;       /* imp_reqlog_open succeeded */
 };
 
 struct conn_state {
@@ -153,13 +156,6 @@ static void linger(struct MHD_Connection *c)
 	pthread_attr_destroy(&attr);
 }
 
-static void log_line(const char *method, const char *route, unsigned status, uint64_t us)
-{
-	char line[256];
-	int n = snprintf(line, sizeof line, "%s %s %u %lluus\n", method, route, status, (unsigned long long)us);
-	if(n > 0) fwrite(line, 1, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1, stderr);
-}
-
 /* Sends body, or the text when body is NULL (text and body taken; either may be NULL). */
 static enum MHD_Result send_json_text(struct MHD_Connection *c, unsigned status, json_t *body, char *text, size_t len,
                                       const imp_req *r)
@@ -218,7 +214,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, imp_req *r, imp_err 
 	json_t *b = error_body(r, rc);
 	enum MHD_Result ret = send_json(c, status, b, NULL);
 	json_decref(b);
-	log_line(method, r->route ? r->route->pattern : "-", status, imp_mono_us() - start);
+	imp_reqlog_line(method, r->route ? r->route->pattern : "-", status, imp_mono_us() - start);
 	return ret;
 }
 
@@ -266,7 +262,7 @@ static enum MHD_Result stream_step(conn_state *cs, struct MHD_Connection *c, con
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	enum MHD_Result ret = MHD_queue_response(c, 200, resp);
 	MHD_destroy_response(resp);
-	log_line(method, r->route->pattern, 200, imp_mono_us() - cs->start_us);
+	imp_reqlog_line(method, r->route->pattern, 200, imp_mono_us() - cs->start_us);
 	return ret;
 }
 
@@ -335,7 +331,7 @@ static enum MHD_Result send_answer(struct MHD_Connection *c, conn_state *cs, con
 	enum MHD_Result ret = send_json_text(c, cs->status, cs->body, cs->text, cs->text_len, r);
 	cs->body = NULL;
 	cs->text = NULL;
-	log_line(method, r->route ? r->route->pattern : "-", cs->status, imp_mono_us() - cs->start_us);
+	imp_reqlog_line(method, r->route ? r->route->pattern : "-", cs->status, imp_mono_us() - cs->start_us);
 	return ret;
 }
 
@@ -394,7 +390,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
 			int early_close = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
 			if(ret == MHD_YES && early_close && !(expect && strcasecmp(expect, "100-continue") == 0)) linger(c);
-			log_line(method, "-", 413, imp_mono_us() - cs->start_us);
+			imp_reqlog_line(method, "-", 413, imp_mono_us() - cs->start_us);
 			cs->too_large = 2;
 			return ret;
 		}
@@ -684,6 +680,7 @@ imp_err imp_server_start(imp_app *app, const char *listen, unsigned threads, imp
 		return IMP_ERR_IO;
 	}
 	srv->accepting = 1;
+	srv->log_batched = imp_reqlog_open() == IMP_OK;
 	*out = srv;
 	return IMP_OK;
 }
@@ -702,6 +699,7 @@ void imp_server_stop(imp_server **sp, unsigned grace_ms)
 	for(unsigned waited = 0; atomic_load(&srv->inflight) > 0 && waited < grace_ms; waited += 10) usleep(10000);
 	stop_writers(srv);
 	MHD_stop_daemon(srv->daemon);
+	if(srv->log_batched) imp_reqlog_close();
 	free_writers(srv);
 	imp_free(srv->load);
 	imp_free(srv);

@@ -332,6 +332,33 @@ int h_login(h_server *s, const h_account *a, char *out, size_t cap)
 	return rc;
 }
 
+/* Occurrences of needle in the server's log. */
+static int log_count(h_server *s, const char *needle)
+{
+	FILE *f = fopen(s->log, "r");
+	if(!f) return 0;
+	char line[4096];
+	int n = 0;
+	while(fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+int h_log_sync(h_server *s)
+{
+	const char *mark = "GET /healthz 200 ";
+	int before = log_count(s, mark);
+	h_resp r = h_call(s, "GET", "/healthz", NULL, NULL, NULL);
+	long status = r.status;
+	h_resp_free(&r);
+	if(status != 200) return -1;
+	for(int waited = 0; waited < 5000; waited += 5) {
+		if(log_count(s, mark) > before) return 0;
+		usleep(5000);
+	}
+	return -1;
+}
+
 int h_log_contains(h_server *s, const char *needle)
 {
 	FILE *f = fopen(s->log, "r");

@@ -83,7 +83,13 @@ int h_login(h_server *s, const h_account *a, char *out, size_t cap);
 /* A loopback TCP port that was free a moment ago (for brokers and other listeners). */
 unsigned h_free_port(void);
 
-/* 1 when needle occurs in the server's stderr log. */
+/* 1 when needle occurs in the server's stderr log. The server writes its request lines in
+ * batches (at least every 50 ms): call h_log_sync first to look at the lines of the requests
+ * made so far. */
 int h_log_contains(h_server *s, const char *needle);
+/* Waits until the log holds every request line of the requests that ended so far: asks for
+ * /healthz and waits (up to 5 s) for its line, written after all earlier lines. 0 when it
+ * came. */
+int h_log_sync(h_server *s);
 
 #endif

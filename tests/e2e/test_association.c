@@ -405,6 +405,7 @@ static void audit_without_codes(void **state)
 	r = api("GET", "/api/v1/audit?pageSize=1000", NULL);
 	check_resp(&r, 200, NULL, NULL, "audit");
 	assert_true(NCODES > 10);
+	assert_int_equal(h_log_sync(&S), 0);
 	for(int k = 0; k < NCODES; k++) {
 		char bare[16], typed[16];
 		snprintf(bare, sizeof bare, "%.4s%.4s%.4s", CODES[k], CODES[k] + 5, CODES[k] + 10);

@@ -768,6 +768,7 @@ static void no_token_leaks(void **state)
 			h_resp_free(&r);
 		}
 	}
+	assert_int_equal(h_log_sync(&S), 0);
 	for(int i = 0; i < NSECRETS; i++) {
 		if(h_log_contains(&S, SECRETS[i])) fail_msg("secret %d in the server's log", i);
 	}
