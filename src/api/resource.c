@@ -312,12 +312,19 @@ imp_err imp_res_prepare_from(imp_req *r, const imp_resource *res, json_t *body, 
 	return IMP_OK;
 }
 
-imp_err imp_res_insert_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e)
+imp_err imp_res_check_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e)
 {
 	imp_err rc;
 	if(!opts) opts = &NO_OPTS;
 	if((rc = check_refs(r, res, e->doc, opts->refs))) return rc;
-	if(res->validate && (rc = res->validate(r, e->doc, NULL))) return rc;
+	return res->validate ? res->validate(r, e->doc, NULL) : IMP_OK;
+}
+
+imp_err imp_res_insert_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e)
+{
+	if(!opts) opts = &NO_OPTS;
+	imp_err rc = imp_res_check_prepared(r, res, opts, e);
+	if(rc) return rc;
 	rc = imp_db_insert_at(r->db, res->kind, e, NULL, opts->version > 0 ? opts->version : 1);
 	if(rc) return fail_store(r, rc, res->kind->name);
 	return IMP_OK;

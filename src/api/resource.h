@@ -98,6 +98,9 @@ imp_err imp_res_insert_from(imp_req *r, const imp_resource *res, json_t *body, c
 imp_err imp_res_prepare_from(imp_req *r, const imp_resource *res, json_t *body, const imp_insert_opts *opts,
                              imp_entity *e);
 imp_err imp_res_insert_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e);
+/* The checks of imp_res_insert_prepared without its insert, for a caller that inserts many
+ * at once (imp_db_insert_many). */
+imp_err imp_res_check_prepared(imp_req *r, const imp_resource *res, const imp_insert_opts *opts, imp_entity *e);
 
 /* Reads page, pageSize, sortBy, sortOrder, meta, results, cursor and accountId into q. */
 imp_err imp_list_args(imp_req *r, imp_query *q, int *want_results);

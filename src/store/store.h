@@ -109,6 +109,12 @@ imp_err imp_db_insert(imp_db *db, const imp_kind *k, imp_entity *e, const char *
  * be after the two, without writing its row twice. */
 imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const char *secret, int64_t version);
 
+/* Inserts the n entities es (each as imp_db_insert would, without a secret, at its
+ * es[i]->version, 0 meaning 1) in multi-row statements: a batch's devices. Nothing of one
+ * statement stays when it fails, but rows of earlier statements do: the caller undoes its
+ * transaction. IMP_ERR_CONFLICT on a unique constraint. */
+imp_err imp_db_insert_many(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n);
+
 /* Reads the entity id of kind k in account into out (caller clears it). NOT_FOUND. */
 imp_err imp_db_get(imp_db *db, const imp_kind *k, int64_t account, const char *id, imp_entity *out);
 

@@ -408,6 +408,52 @@ static void test_device_crud(void **state)
 	imp_entity_clear(&t);
 }
 
+/* imp_db_insert_many: statements of 100 rows and single rows for the rest, each row as
+ * imp_db_insert would store it, at its own version, with its key read back; a statement
+ * that fails leaves none of its rows. */
+static void test_insert_many(void **state)
+{
+	ctx *c = *state;
+	enum { N = 250 };
+	imp_entity t, *es[N], got;
+	static imp_entity rows[N];
+	insert_template(c, c->acct_a, "sensor", &t);
+	for(int i = 0; i < N; i++) {
+		char serial[16];
+		snprintf(serial, sizeof serial, "M-%03d", i);
+		struct dev d = {serial, NULL, 0, i % 2, "defined", 0, NULL, 0};
+		new_entity(c, c->acct_a, &rows[i], device_doc(&t.id, &d));
+		rows[i].version = i % 3 == 0 ? 2 : 0;
+		es[i] = &rows[i];
+	}
+	assert_int_equal(imp_db_insert_many(c->db, &imp_kind_device, es, N), IMP_OK);
+	for(int i = 0; i < N; i++) {
+		assert_true(rows[i].key > 0);
+		if(i) assert_true(rows[i].key != rows[i - 1].key);
+		assert_int_equal(rows[i].version, i % 3 == 0 ? 2 : 1);
+		assert_int_equal(imp_db_get(c->db, &imp_kind_device, c->acct_a, rows[i].id.s, &got), IMP_OK);
+		assert_int_equal(got.key, rows[i].key);
+		assert_int_equal(got.version, rows[i].version);
+		assert_string_equal(doc_str(got.doc, "serialNumber"), doc_str(rows[i].doc, "serialNumber"));
+		assert_string_equal(doc_str(got.doc, "organizationId") ? doc_str(got.doc, "organizationId") : "-", i % 2 ? ORG : "-");
+		imp_entity_clear(&got);
+		imp_entity_clear(&rows[i]);
+	}
+
+	/* A repeated id in the first statement: that statement fails whole. */
+	for(int i = 0; i < 120; i++) {
+		struct dev d = {"X", NULL, 0, 0, "defined", 0, NULL, 0};
+		new_entity(c, c->acct_a, &rows[i], device_doc(&t.id, &d));
+	}
+	rows[60].id = rows[7].id;
+	assert_int_equal(imp_db_insert_many(c->db, &imp_kind_device, es, 120), IMP_ERR_CONFLICT);
+	for(int i = 0; i < 120; i += 7) {
+		assert_int_equal(imp_db_get(c->db, &imp_kind_device, c->acct_a, rows[i].id.s, &got), IMP_ERR_NOT_FOUND);
+	}
+	for(int i = 0; i < 120; i++) imp_entity_clear(&rows[i]);
+	imp_entity_clear(&t);
+}
+
 /* Another account's key finds nothing and changes nothing. */
 static void test_other_account(void **state)
 {
@@ -1901,6 +1947,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_feed_generation_and_logins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_assoc_codes_pruned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_insert_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmarked_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),

@@ -238,6 +238,98 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 	return IMP_OK;
 }
 
+/* Rows a statement of imp_db_insert_many. SQLite keeps its cursors between the rows of one
+ * INSERT, and an index whose new entries go at its end (ids, keys, times, a batch's rising
+ * serial numbers) takes each without a search from its root: a device row cost 13 us
+ * inserted alone and 6-8 us in statements of 100 rows (a program inserting 200,000 rows
+ * into a fresh store, checkpoints off); 250 rows did no better. */
+#define INSERT_MANY 100
+
+/* One statement inserting the n (at most INSERT_MANY) entities es, their keys read back. */
+static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n)
+{
+	int ncols = 9;
+	for(const imp_field *f = k->fields; f->name; f++) ncols += f->column != NULL;
+	/* "INSERT INTO t (cols) VALUES (?, ...), ... RETURNING key, id" */
+	size_t cap = SQL_MAX + n * (size_t)(ncols * 2 + 4);
+	char *sql = imp_malloc(cap);
+	char *doc[INSERT_MANY] = {0};
+	if(!sql) return IMP_ERR_NOMEM;
+	sqlbuf head;
+	sb_init(&head);
+	sb_add(&head, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
+	add_columns(&head, k, "");
+	sb_add(&head, ") VALUES ");
+	imp_err rc = head.overflow ? IMP_ERR_STORE : IMP_OK;
+	size_t len = head.n;
+	memcpy(sql, head.s, len);
+	for(size_t j = 0; j < n; j++) {
+		sql[len++] = j ? ',' : '(';
+		if(j) sql[len++] = '(';
+		for(int c = 0; c < ncols; c++) {
+			sql[len++] = c ? ',' : '?';
+			if(c) sql[len++] = '?';
+		}
+		sql[len++] = ')';
+	}
+	memcpy(sql + len, " RETURNING key, id", sizeof " RETURNING key, id");
+	sqlite3_stmt *st = rc ? NULL : store__stmt(db, sql);
+	if(!rc && !st) rc = IMP_ERR_STORE;
+	uint64_t now = imp_now_ms();
+	for(size_t j = 0; j < n && !rc; j++) {
+		imp_entity *e = es[j];
+		if(!(doc[j] = doc_text(k, e->doc))) {
+			rc = IMP_ERR_NOMEM;
+			break;
+		}
+		e->created = e->modified = now;
+		if(e->version <= 0) e->version = 1;
+		e->modified_by = e->created_by;
+		int i = (int)j * ncols + 1;
+		sqlite3_bind_text(st, i, e->id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, i + 1, e->account);
+		sqlite3_bind_int64(st, i + 2, e->version);
+		sqlite3_bind_int64(st, i + 3, (int64_t)e->created);
+		sqlite3_bind_text(st, i + 4, e->created_by.s, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, i + 5, (int64_t)e->modified);
+		sqlite3_bind_text(st, i + 6, e->modified_by.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, i + 7, doc[j], -1, SQLITE_STATIC);
+		sqlite3_bind_null(st, i + 8);
+		i += 9;
+		for(const imp_field *f = k->fields; f->name; f++) {
+			if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
+		}
+	}
+	/* The keys, matched by id (SQLite does not promise RETURNING's order, though it keeps
+	 * the rows'). */
+	size_t got = 0;
+	int step = SQLITE_DONE;
+	while(!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 1);
+		size_t j = got < n && id && strcmp(es[got]->id.s, id) == 0 ? got : n;
+		for(size_t m = 0; j == n && id && m < n; m++) {
+			if(strcmp(es[m]->id.s, id) == 0) j = m;
+		}
+		if(j < n) es[j]->key = sqlite3_column_int64(st, 0);
+		got++;
+	}
+	if(!rc && step != SQLITE_DONE) rc = store__rc(step);
+	if(!rc && got != n) rc = IMP_ERR_STORE;
+	if(st) sqlite3_reset(st);
+	for(size_t j = 0; j < n; j++) imp_free(doc[j]);
+	imp_free(sql);
+	return rc;
+}
+
+imp_err imp_db_insert_many(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n)
+{
+	imp_err rc = IMP_OK;
+	size_t done = 0;
+	for(; !rc && n - done >= INSERT_MANY; done += INSERT_MANY) rc = insert_chunk(db, k, es + done, INSERT_MANY);
+	for(; !rc && done < n; done++) rc = imp_db_insert_at(db, k, es[done], NULL, es[done]->version > 0 ? es[done]->version : 1);
+	return rc;
+}
+
 /* SELECT of META_COLS, the kind's columns, then extra (", t.secret" or ""). */
 static void select_prefix(sqlbuf *b, const imp_kind *k, const char *extra)
 {
