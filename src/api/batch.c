@@ -87,6 +87,12 @@ typedef struct {
 	 * its device was written, and the group is run again marked, looking each up. After
 	 * one such group, this request looks them all up. */
 	int guess_new;
+	/* write_guessed's rows, stored together */
+	imp_entity *new_devices[GROUP_LINES];
+	const char *item_serials[GROUP_LINES];
+	int64_t item_lines[GROUP_LINES], item_keys[GROUP_LINES];
+	imp_credential *creds[GROUP_LINES];
+	const char *cred_hashes[GROUP_LINES];
 } batch;
 
 static json_t *line_error(imp_req *r, int64_t line, imp_err rc)
@@ -386,16 +392,17 @@ static imp_err write_lines(batch *b, int64_t first, int marked, int *redo)
 	return IMP_OK;
 }
 
-/* Pass two unmarked while guess_new holds: every line's checks, then the group's devices
- * in multi-row inserts (imp_db_insert_many), then each line's batch item and credential.
- * A failed line sets *redo, whatever failed: it may have failed only for being taken for
- * new unlooked (a device made before, whose line now fails the checks of a new one), so
- * the group runs again marked, looking each up. */
+/* Pass two unmarked while guess_new holds: every line's checks, then the group's devices,
+ * batch items and first passwords, each in multi-row inserts (imp_db_insert_many: device
+ * rows cost half as much so), then the credentials that take more (certificates). A
+ * failed line sets *redo, whatever failed: it may have failed only for being taken for new
+ * unlooked (a device made before, whose line now fails the checks of a new one), so the
+ * group runs again marked, looking each up. */
 static imp_err write_guessed(batch *b, int64_t first, int *redo)
 {
 	imp_req *r = b->r;
-	imp_entity *es[GROUP_LINES];
-	size_t n = 0;
+	imp_entity **es = b->new_devices;
+	size_t n = 0, ni = 0, nc = 0;
 	imp_err rc = IMP_OK;
 	*redo = 0;
 	memset(&b->refs, 0, sizeof b->refs);
@@ -413,10 +420,25 @@ static imp_err write_guessed(batch *b, int64_t first, int *redo)
 		line_st *s = &b->st[i];
 		if(s->state == LINE_EARLY_ERR) continue;
 		const char *serial = json_string_value(json_object_get(s->body, "serialNumber"));
-		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, first + (int64_t)i, s->e.key,
-		                                         b->generation)))
-			goto failed;
-		if(b->credentials && (rc = line_credential(b, s))) goto failed;
+		if(serial) {
+			b->item_serials[ni] = serial;
+			b->item_lines[ni] = first + (int64_t)i;
+			b->item_keys[ni++] = s->e.key;
+		}
+		if(b->credentials && s->fresh) {
+			imp_cred_password_fill(r, "device", s->e.id.s, &s->cred_id, &s->c);
+			b->creds[nc] = &s->c;
+			b->cred_hashes[nc++] = s->hash;
+		}
+	}
+	if((rc = imp_db_batch_items_put(r->db, r->who.account, b->name, b->item_serials, b->item_lines, b->item_keys,
+	                                b->generation, ni)) ||
+	   (rc = imp_db_credentials_first(r->db, b->creds, b->cred_hashes, nc)))
+		goto failed;
+	for(size_t i = 0; i < b->np; i++) {
+		line_st *s = &b->st[i];
+		if(s->state == LINE_EARLY_ERR) continue;
+		if(b->credentials && !s->fresh && (rc = line_credential(b, s))) goto failed;
 		s->state = LINE_NEW;
 		b->created++;
 	}

@@ -84,8 +84,8 @@ imp_err imp_cred_password_new(imp_req *r, char *secret, char *hash, imp_id *id)
 	return imp_id_new(id);
 }
 
-imp_err imp_cred_password_put(imp_req *r, const char *entity_type, const char *entity_id, int fresh, const char *hash,
-                              const imp_id *id, imp_credential *c, int *replaced)
+void imp_cred_password_fill(imp_req *r, const char *entity_type, const char *entity_id, const imp_id *id,
+                            imp_credential *c)
 {
 	memset(c, 0, sizeof *c);
 	c->id = *id;
@@ -95,6 +95,12 @@ imp_err imp_cred_password_put(imp_req *r, const char *entity_type, const char *e
 	snprintf(c->entity_id.s, sizeof c->entity_id.s, "%s", entity_id);
 	snprintf(c->method, sizeof c->method, "password");
 	c->created_by = r->who.actor_id;
+}
+
+imp_err imp_cred_password_put(imp_req *r, const char *entity_type, const char *entity_id, int fresh, const char *hash,
+                              const imp_id *id, imp_credential *c, int *replaced)
+{
+	imp_cred_password_fill(r, entity_type, entity_id, id, c);
 	imp_err rc = imp_db_credential_put(r->db, c, hash, fresh ? NULL : replaced);
 	if(fresh) *replaced = 0;
 	else if(!rc) rc = activate(r, entity_type, entity_id);

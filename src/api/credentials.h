@@ -19,6 +19,10 @@ imp_err imp_cred_password(imp_req *r, const char *entity_type, const char *entit
 imp_err imp_cred_password_new(imp_req *r, char *secret, char *hash, imp_id *id);
 imp_err imp_cred_password_put(imp_req *r, const char *entity_type, const char *entity_id, int fresh, const char *hash,
                               const imp_id *id, imp_credential *c, int *replaced);
+/* The credential imp_cred_password_put stores, filled in c without storing it: the batch
+ * stores its new devices' first credentials together (imp_db_credentials_first). */
+void imp_cred_password_fill(imp_req *r, const char *entity_type, const char *entity_id, const imp_id *id,
+                            imp_credential *c);
 
 /* Inside the caller's write transaction: registers a device certificate (cert_pem) or
  * signs a CSR (csr_pem) with the account's device CA, replacing any previous credential,

@@ -257,6 +257,11 @@ void imp_credential_clear(imp_credential *c);
  * knows there was none, and it is not looked up). IMP_ERR_CONFLICT when the fingerprint is
  * another entity's. */
 imp_err imp_db_credential_put(imp_db *db, imp_credential *c, const char *secret_hash, int *replaced);
+/* The first password credentials of n entities that have none (a batch's new devices), in
+ * multi-row statements: cs[i] as imp_db_credential_put takes it, hashes[i] its secret's
+ * hash. Rows of a failed statement do not stay, earlier ones do (the caller undoes its
+ * transaction). IMP_ERR_CONFLICT when one of the entities has a credential. */
+imp_err imp_db_credentials_first(imp_db *db, imp_credential *const *cs, const char *const *hashes, size_t n);
 
 /* By credential id, or by the entity it belongs to. NOT_FOUND. */
 imp_err imp_db_credential_get(imp_db *db, int64_t account, const char *id, imp_credential *out);
@@ -424,6 +429,10 @@ imp_err imp_db_device_set_disabled(imp_db *db, int64_t account, const char *id, 
  * generation of the request that last gave it a credential (see src/api/batch.c). */
 imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t *line,
                               int64_t *device_key, int64_t *generation);
+/* n batch items at once (multi-row statements, as imp_db_credentials_first): serials[i] at
+ * lines[i] made the device of key keys[i]. IMP_ERR_CONFLICT when a serial is there already. */
+imp_err imp_db_batch_items_put(imp_db *db, int64_t account, const char *batch, const char *const *serials,
+                               const int64_t *lines, const int64_t *keys, int64_t generation, size_t n);
 imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,
                               int64_t device_key, int64_t generation);
 /* Marks the batch items of a device being deleted (resuming then answers device_deleted). */

@@ -437,8 +437,46 @@ static void test_insert_many(void **state)
 		assert_string_equal(doc_str(got.doc, "serialNumber"), doc_str(rows[i].doc, "serialNumber"));
 		assert_string_equal(doc_str(got.doc, "organizationId") ? doc_str(got.doc, "organizationId") : "-", i % 2 ? ORG : "-");
 		imp_entity_clear(&got);
-		imp_entity_clear(&rows[i]);
 	}
+
+	/* Their batch items and first credentials, the same way; a serial number or an entity
+	 * given twice is a conflict. */
+	static const char *serials[N], *hashes[N];
+	static int64_t lines[N], keys[N];
+	static imp_credential creds[N];
+	imp_credential *cs[N];
+	for(int i = 0; i < N; i++) {
+		serials[i] = doc_str(rows[i].doc, "serialNumber");
+		lines[i] = i + 1;
+		keys[i] = rows[i].key;
+		hashes[i] = i % 2 ? "hash-odd" : "hash-even";
+		memset(&creds[i], 0, sizeof creds[i]);
+		assert_int_equal(imp_id_new(&creds[i].id), IMP_OK);
+		creds[i].account = c->acct_a;
+		snprintf(creds[i].entity_type, sizeof creds[i].entity_type, "device");
+		creds[i].entity_id = rows[i].id;
+		snprintf(creds[i].method, sizeof creds[i].method, "password");
+		creds[i].created_by = c->actor;
+		cs[i] = &creds[i];
+	}
+	assert_int_equal(imp_db_batch_items_put(c->db, c->acct_a, "k:many", serials, lines, keys, 3, N), IMP_OK);
+	assert_int_equal(imp_db_credentials_first(c->db, cs, hashes, N), IMP_OK);
+	for(int i = 0; i < N; i += 13) {
+		int64_t line = 0, key = 0, gen = 0;
+		assert_int_equal(imp_db_batch_item_get(c->db, c->acct_a, "k:many", serials[i], &line, &key, &gen), IMP_OK);
+		assert_int_equal(line, i + 1);
+		assert_int_equal(key, rows[i].key);
+		assert_int_equal(gen, 3);
+		imp_credential got_c;
+		assert_int_equal(imp_db_credential_of(c->db, c->acct_a, rows[i].id.s, &got_c), IMP_OK);
+		assert_string_equal(got_c.id.s, creds[i].id.s);
+		assert_string_equal(got_c.method, "password");
+		imp_credential_clear(&got_c);
+	}
+	assert_int_equal(imp_db_batch_items_put(c->db, c->acct_a, "k:many", serials + N - 1, lines, keys, 3, 1),
+	                 IMP_ERR_CONFLICT);
+	assert_int_equal(imp_db_credentials_first(c->db, cs + 5, hashes, 1), IMP_ERR_CONFLICT);
+	for(int i = 0; i < N; i++) imp_entity_clear(&rows[i]);
 
 	/* A repeated id in the first statement: that statement fails whole. */
 	for(int i = 0; i < 120; i++) {

@@ -88,6 +88,34 @@ imp_err imp_db_credential_put(imp_db *db, imp_credential *c, const char *secret_
 	return replaced && *replaced ? imp_db_change(db, c->entity_id.s, "credential") : IMP_OK;
 }
 
+struct first_creds {
+	imp_credential *const *cs;
+	const char *const *hashes;
+	int64_t now;
+};
+
+static void bind_first(sqlite3_stmt *st, int at, size_t i, void *arg)
+{
+	struct first_creds *f = arg;
+	imp_credential *c = f->cs[i];
+	c->created = (uint64_t)f->now;
+	sqlite3_bind_text(st, at, c->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, at + 1, c->account);
+	sqlite3_bind_text(st, at + 2, c->entity_type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 3, c->entity_id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 4, c->method, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 5, f->hashes[i], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, at + 6, f->now);
+	sqlite3_bind_text(st, at + 7, c->created_by.s, -1, SQLITE_STATIC);
+}
+
+imp_err imp_db_credentials_first(imp_db *db, imp_credential *const *cs, const char *const *hashes, size_t n)
+{
+	struct first_creds f = {cs, hashes, (int64_t)imp_now_ms()};
+	return store__insert_rows(db, "INSERT INTO credentials (id, account, entity_type, entity_id, method, secret,"
+	                              " created, created_by)", 8, n, bind_first, &f);
+}
+
 static imp_err get_one(imp_db *db, const char *sql, int64_t account, const char *arg, imp_credential *out)
 {
 	memset(out, 0, sizeof *out);
@@ -338,6 +366,33 @@ imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, co
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? IMP_OK : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
+}
+
+struct items {
+	int64_t account;
+	const char *batch;
+	const char *const *serials;
+	const int64_t *lines, *keys;
+	int64_t generation;
+};
+
+static void bind_item(sqlite3_stmt *st, int at, size_t i, void *arg)
+{
+	struct items *b = arg;
+	sqlite3_bind_int64(st, at, b->account);
+	sqlite3_bind_text(st, at + 1, b->batch, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 2, b->serials[i], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, at + 3, b->lines[i]);
+	sqlite3_bind_int64(st, at + 4, b->keys[i]);
+	sqlite3_bind_int64(st, at + 5, b->generation);
+}
+
+imp_err imp_db_batch_items_put(imp_db *db, int64_t account, const char *batch, const char *const *serials,
+                               const int64_t *lines, const int64_t *keys, int64_t generation, size_t n)
+{
+	struct items b = {account, batch, serials, lines, keys, generation};
+	return store__insert_rows(db, "INSERT INTO batch_items (account, batch, serial, line, device_key, generation)", 6, n,
+	                          bind_item, &b);
 }
 
 imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,

@@ -128,6 +128,51 @@ sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t h)
 	return idle ? fill_slot(db, idle, h, sql) : NULL;
 }
 
+char *store__values_sql(const char *head, int ncols, size_t rows, const char *tail)
+{
+	size_t hl = strlen(head), tl = strlen(tail);
+	char *sql = imp_malloc(hl + sizeof " VALUES " + rows * (size_t)(2 * ncols + 2) + tl + 1);
+	if(!sql) return NULL;
+	memcpy(sql, head, hl);
+	size_t len = hl;
+	memcpy(sql + len, " VALUES ", 8);
+	len += 8;
+	for(size_t j = 0; j < rows; j++) {
+		if(j) sql[len++] = ',';
+		sql[len++] = '(';
+		for(int c = 0; c < ncols; c++) {
+			if(c) sql[len++] = ',';
+			sql[len++] = '?';
+		}
+		sql[len++] = ')';
+	}
+	memcpy(sql + len, tail, tl + 1);
+	return sql;
+}
+
+imp_err store__insert_rows(imp_db *db, const char *head, int ncols, size_t n,
+                           void (*bind)(sqlite3_stmt *st, int at, size_t i, void *arg), void *arg)
+{
+	imp_err rc = IMP_OK;
+	char *full = NULL;
+	for(size_t done = 0; !rc && done < n;) {
+		size_t m = n - done < STORE_ROWS_MAX ? n - done : STORE_ROWS_MAX;
+		char *sql = m == STORE_ROWS_MAX && full ? full : store__values_sql(head, ncols, m, "");
+		if(m == STORE_ROWS_MAX) full = sql;
+		sqlite3_stmt *st = sql ? store__stmt(db, sql) : NULL;
+		if(!st) rc = sql ? IMP_ERR_STORE : IMP_ERR_NOMEM;
+		for(size_t j = 0; !rc && j < m; j++) bind(st, (int)j * ncols + 1, done + j, arg);
+		if(!rc) {
+			rc = store__rc(sqlite3_step(st));
+			sqlite3_reset(st);
+		}
+		if(sql != full) imp_free(sql);
+		done += m;
+	}
+	imp_free(full);
+	return rc;
+}
+
 imp_err store__rc(int rc)
 {
 	switch(rc & 0xff) {

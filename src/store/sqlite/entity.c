@@ -238,43 +238,27 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 	return IMP_OK;
 }
 
-/* Rows a statement of imp_db_insert_many. SQLite keeps its cursors between the rows of one
- * INSERT, and an index whose new entries go at its end (ids, keys, times, a batch's rising
- * serial numbers) takes each without a search from its root: a device row cost 13 us
- * inserted alone and 6-8 us in statements of 100 rows (a program inserting 200,000 rows
- * into a fresh store, checkpoints off); 250 rows did no better. */
-#define INSERT_MANY 100
+/* Multi-row inserts (STORE_ROWS_MAX rows a statement). SQLite keeps its cursors between
+ * the rows of one INSERT, and an index whose new entries go at its end (ids, keys, times, a
+ * batch's rising serial numbers) takes each without a search from its root: a device row
+ * cost 13 us inserted alone and 6-8 us in statements of 100 rows (a program inserting
+ * 200,000 rows into a fresh store, checkpoints off); 250 rows did no better. */
 
-/* One statement inserting the n (at most INSERT_MANY) entities es, their keys read back. */
+/* One statement inserting the n (at most STORE_ROWS_MAX) entities es, their keys read back. */
 static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n)
 {
 	int ncols = 9;
 	for(const imp_field *f = k->fields; f->name; f++) ncols += f->column != NULL;
-	/* "INSERT INTO t (cols) VALUES (?, ...), ... RETURNING key, id" */
-	size_t cap = SQL_MAX + n * (size_t)(ncols * 2 + 4);
-	char *sql = imp_malloc(cap);
-	char *doc[INSERT_MANY] = {0};
-	if(!sql) return IMP_ERR_NOMEM;
+	char *doc[STORE_ROWS_MAX] = {0};
 	sqlbuf head;
 	sb_init(&head);
 	sb_add(&head, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
 	add_columns(&head, k, "");
-	sb_add(&head, ") VALUES ");
-	imp_err rc = head.overflow ? IMP_ERR_STORE : IMP_OK;
-	size_t len = head.n;
-	memcpy(sql, head.s, len);
-	for(size_t j = 0; j < n; j++) {
-		sql[len++] = j ? ',' : '(';
-		if(j) sql[len++] = '(';
-		for(int c = 0; c < ncols; c++) {
-			sql[len++] = c ? ',' : '?';
-			if(c) sql[len++] = '?';
-		}
-		sql[len++] = ')';
-	}
-	memcpy(sql + len, " RETURNING key, id", sizeof " RETURNING key, id");
-	sqlite3_stmt *st = rc ? NULL : store__stmt(db, sql);
-	if(!rc && !st) rc = IMP_ERR_STORE;
+	sb_add(&head, ")");
+	char *sql = head.overflow ? NULL : store__values_sql(head.s, ncols, n, " RETURNING key, id");
+	if(!sql) return head.overflow ? IMP_ERR_STORE : IMP_ERR_NOMEM;
+	sqlite3_stmt *st = store__stmt(db, sql);
+	imp_err rc = st ? IMP_OK : IMP_ERR_STORE;
 	uint64_t now = imp_now_ms();
 	for(size_t j = 0; j < n && !rc; j++) {
 		imp_entity *e = es[j];
@@ -325,7 +309,7 @@ imp_err imp_db_insert_many(imp_db *db, const imp_kind *k, imp_entity *const *es,
 {
 	imp_err rc = IMP_OK;
 	size_t done = 0;
-	for(; !rc && n - done >= INSERT_MANY; done += INSERT_MANY) rc = insert_chunk(db, k, es + done, INSERT_MANY);
+	for(; !rc && n - done >= STORE_ROWS_MAX; done += STORE_ROWS_MAX) rc = insert_chunk(db, k, es + done, STORE_ROWS_MAX);
 	for(; !rc && done < n; done++) rc = imp_db_insert_at(db, k, es[done], NULL, es[done]->version > 0 ? es[done]->version : 1);
 	return rc;
 }
