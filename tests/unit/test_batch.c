@@ -210,6 +210,43 @@ static void answer_to_jsonl(void **state)
 	batch_buf_free(&out);
 }
 
+/* The scanner steps eight bytes at a time through strings: a quote, backslash or control
+ * character at any place in a serial number, after ASCII or UTF-8, is still found there. */
+static void answer_strings_any_offset(void **state)
+{
+	batch_buf out = {.max = 1 << 20};
+	char why[200], ans[512], serial[64], want[128];
+	int cut = 0;
+	static const char *const lead[] = {"x", "\xe2\x82\xac"};
+	for(int l = 0; l < 2; l++) {
+		for(int k = 0; k < 20; k++) {
+			/* k lead characters, an escaped quote, a backslash escape, then 9 more */
+			size_t n = 0;
+			serial[0] = '\0';
+			for(int i = 0; i < k; i++) n += (size_t)snprintf(serial + n, sizeof serial - n, "%s", l ? "\xe2\x82\xac" : "x");
+			snprintf(ans, sizeof ans,
+			         "{\"line\":1,\"device\":{\"id\":\"01a215b9-0000-7000-8000-0000000000d1\",\"accountId\":\"01a215b9-0000-7000-8000-0000000000a1\","
+			         "\"deviceTemplateId\":\"01a215b9-0000-7000-8000-0000000000f1\",\"serialNumber\":\"%s\\\"q\\\\123456789\",\"channels\":[]},"
+			         "\"mqttCredential\":{\"id\":\"C\",\"secret\":\"s\"}}",
+			         serial);
+			out.n = 0;
+			if(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why) !=
+			   BATCH_ANSWER_BUNDLE)
+				fail_msg("lead %s x%d: %s: %s", lead[l], k, why, ans);
+			snprintf(want, sizeof want, "\"serialNumber\":\"%s\\\"q\\\\123456789\"", serial);
+			if(!strstr(out.p, want)) fail_msg("lead %s x%d: %s", lead[l], k, out.p);
+			/* a raw control character there instead: refused */
+			snprintf(ans, sizeof ans,
+			         "{\"line\":1,\"device\":{\"id\":\"01a215b9-0000-7000-8000-0000000000d1\",\"serialNumber\":\"%s\x01"
+			         "123456789\"}}",
+			         serial);
+			assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+			                 BATCH_ANSWER_BROKEN);
+		}
+	}
+	batch_buf_free(&out);
+}
+
 static void answer_to_csv_and_nvs(void **state)
 {
 	batch_buf out = {.max = 1 << 20};
@@ -332,7 +369,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(reader_lines_and_offsets), cmocka_unit_test(reader_long_lines),
 		cmocka_unit_test(serial_rules),             cmocka_unit_test(serial_length),
-		cmocka_unit_test(answer_to_jsonl),          cmocka_unit_test(answer_to_csv_and_nvs),
+		cmocka_unit_test(answer_to_jsonl),          cmocka_unit_test(answer_strings_any_offset),
+		cmocka_unit_test(answer_to_csv_and_nvs),
 		cmocka_unit_test(certificate_bundle),       cmocka_unit_test(key_pair_and_csr),
 		cmocka_unit_test(dir_file_names),           cmocka_unit_test(buffer_cap),
 		cmocka_unit_test(state_round_trip),
