@@ -24,6 +24,9 @@ imp_err batch_buf_add(batch_buf *b, const void *s, size_t n);
 imp_err batch_buf_str(batch_buf *b, const char *s);
 /* Appends s as the inside of a JSON string (no quotes). */
 imp_err batch_buf_json(batch_buf *b, const char *s);
+/* How many of the n bytes at p come before the first '"', '\\' or control character
+ * (below 0x20): what JSON strings carry as they are, in either direction. */
+size_t batch_plain_run(const char *p, size_t n);
 void batch_buf_free(batch_buf *b);
 
 /* ---- input (batch_input.c) ---- */

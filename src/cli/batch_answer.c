@@ -4,7 +4,6 @@
  * The line is read by a small strict JSON scanner that keeps only the fields a bundle
  * needs, not by jansson: building a whole tree of a 1.5 KB device for six strings cost
  * 30 µs a line, most of the CLI's time at the 50,000 devices/s the batch aims at. */
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,16 +67,6 @@ static void put_utf8(scan *s, unsigned cp)
 	}
 }
 
-/* Nonzero when one of the 8 bytes of w is '"', '\\' or a control character (below 0x20),
- * whichever the byte order: the zero-byte test of bit tricks, three times. It can flag a
- * byte after a true one, never miss one, so the caller finds which byte by itself. */
-static uint64_t special8(uint64_t w)
-{
-	const uint64_t lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
-	uint64_t q = w ^ (lo * '"'), b = w ^ (lo * '\\');
-	return (((w - lo * 0x20) & ~w) | ((q - lo) & ~q) | ((b - lo) & ~b)) & hi;
-}
-
 /* A string at s->p; with out, unescaped into the arena (an escape never gets longer once
  * decoded, so the arena, as long as the line, always has room). */
 static int string(scan *s, const char **out)
@@ -87,19 +76,7 @@ static int string(scan *s, const char **out)
 	size_t start = s->an;
 	for(;;) {
 		const char *run = s->p;
-		/* Eight bytes a step up to the next special byte (strings are most of an answer's
-		 * bytes). In memory order the lowest flagged byte is a true one, so on a little-endian
-		 * machine it is where the step stops; elsewhere the loop below finds it. */
-		for(uint64_t w, m; s->end - s->p >= 8; s->p += 8) {
-			memcpy(&w, s->p, 8);
-			if((m = special8(w))) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-				s->p += __builtin_ctzll(m) >> 3;
-#endif
-				break;
-			}
-		}
-		while(s->p < s->end && *s->p != '"' && *s->p != '\\' && (unsigned char)*s->p >= 0x20) s->p++;
+		s->p += batch_plain_run(s->p, (size_t)(s->end - s->p));
 		if(out) {
 			memcpy(s->arena + s->an, run, (size_t)(s->p - run));
 			s->an += (size_t)(s->p - run);
