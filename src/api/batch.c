@@ -39,7 +39,8 @@ typedef struct {
 
 /* Where a line stands. A group runs in three passes: prep_line for every line outside
  * the store's writer (parsing, the new device's document and id, the secret and its hash),
- * write_line for every line inside the group's transaction (the store's part only), and
+ * inside the group's transaction the store's part only (write_guessed for the whole group,
+ * or write_line line by line when that cannot be used or failed), and
  * once it committed, the answers, again outside it. Requests of one client (imprint batch
  * keeps two in flight) so overlap: one's parsing and answering with the other's writes. */
 enum { LINE_EARLY_ERR = 1, LINE_PREP_ERR, LINE_ERR, LINE_NEW, LINE_RENEWED };

@@ -3,11 +3,17 @@
  * stderr is a file), so lines gather in one buffer, written in order when it fills or when
  * it is IMP_REQLOG_FLUSH_MS old, whichever comes first, as nginx's `access_log ...
  * buffer= flush=` does. One buffer for all threads keeps the lines in the order their
- * requests ended; its lock is held for a copy of a hundred bytes. A process killed outright
- * loses at most the last IMP_REQLOG_FLUSH_MS of lines. */
+ * requests ended. Its lock is held for the copy of a line and, by the thread that finds the
+ * buffer full or by the flusher, for the write: a stderr that blocks holds up the requests
+ * that end meanwhile, as stdio's lock on stderr did before. Writes go out in pieces of at
+ * most PIPE_BUF bytes that end a line, so on a pipe (systemd, a supervisor) the lines that
+ * others write at once (the broker's, errors) never land inside one. An idle server's
+ * flusher sleeps until a line comes. A process killed outright loses at most the last
+ * IMP_REQLOG_FLUSH_MS of lines. */
 #include "api/reqlog.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,12 +32,19 @@ static int stopping; /* the flusher is asked to end */
 static char buf[LOG_CAP];
 static size_t len;
 
-/* Writes all of p to stderr (lock held, so lines keep their order). A failing stderr
- * drops them: there is nowhere else to say so. */
+/* Writes all of p (whole lines, each shorter than PIPE_BUF) to stderr, lock held so lines
+ * keep their order, in pieces of whole lines of at most PIPE_BUF bytes: a pipe takes each in
+ * one piece. A failing stderr drops them: there is nowhere else to say so. */
 static void write_out(const char *p, size_t n)
 {
 	while(n) {
-		ssize_t w = write(STDERR_FILENO, p, n);
+		size_t piece = n;
+		if(piece > PIPE_BUF) {
+			piece = PIPE_BUF;
+			while(piece > 0 && p[piece - 1] != '\n') piece--;
+			if(piece == 0) piece = PIPE_BUF;
+		}
+		ssize_t w = write(STDERR_FILENO, p, piece);
 		if(w < 0 && errno == EINTR) continue;
 		if(w <= 0) return;
 		p += w;
@@ -49,6 +62,10 @@ static void *flusher_run(void *arg)
 {
 	pthread_mutex_lock(&lock);
 	while(!stopping) {
+		if(!len) {
+			pthread_cond_wait(&wake, &lock); /* the first line of a batch, or the stop */
+			continue;
+		}
 		struct timespec at;
 		clock_gettime(CLOCK_MONOTONIC, &at);
 		at.tv_nsec += IMP_REQLOG_FLUSH_MS * 1000000L;
@@ -56,7 +73,8 @@ static void *flusher_run(void *arg)
 			at.tv_sec++;
 			at.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&wake, &lock, &at);
+		/* IMP_REQLOG_FLUSH_MS after the first line, whatever wakes it meanwhile */
+		while(!stopping && pthread_cond_timedwait(&wake, &lock, &at) != ETIMEDOUT) continue;
 		if(len) flush_locked();
 	}
 	pthread_mutex_unlock(&lock);
@@ -99,6 +117,7 @@ void imp_reqlog_line(const char *method, const char *route, unsigned status, uin
 		write_out(line, m);
 	} else {
 		if(len + m > sizeof buf) flush_locked();
+		if(!len) pthread_cond_signal(&wake); /* the flusher sleeps while there is nothing */
 		memcpy(buf + len, line, m);
 		len += m;
 	}
@@ -109,7 +128,8 @@ void imp_reqlog_close(void)
 {
 	pthread_mutex_lock(&life);
 	pthread_mutex_lock(&lock);
-	if(opens == 0 || --opens > 0) {
+	if(opens != 1) {
+		if(opens > 1) opens--;
 		pthread_mutex_unlock(&lock);
 		pthread_mutex_unlock(&life);
 		return;
@@ -118,8 +138,11 @@ void imp_reqlog_close(void)
 	pthread_cond_signal(&wake);
 	pthread_mutex_unlock(&lock);
 	pthread_join(flusher, NULL);
+	/* Lines logged meanwhile went into the buffer: written here, after the older ones,
+	 * before lines go out one by one again. */
 	pthread_mutex_lock(&lock);
 	flush_locked();
+	opens = 0;
 	pthread_cond_destroy(&wake);
 	pthread_mutex_unlock(&lock);
 	pthread_mutex_unlock(&life);

@@ -30,9 +30,9 @@ imp_err batch_buf_add(batch_buf *b, const void *s, size_t n)
 
 imp_err batch_buf_str(batch_buf *b, const char *s) { return batch_buf_add(b, s, strlen(s)); }
 
-/* Nonzero when one of the 8 bytes of w is '"', '\\' or a control character, whichever the
- * byte order: the zero-byte test of bit tricks, three times. It can flag a byte after a
- * true one, never miss one. */
+/* Nonzero when one of the 8 bytes of w is '"', '\\' or a control character: the zero-byte
+ * test of bit tricks, three times. It never misses one, and flags a byte that is not one
+ * only above (more significant than) a byte that is. */
 static uint64_t special8(uint64_t w)
 {
 	const uint64_t lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
@@ -41,8 +41,9 @@ static uint64_t special8(uint64_t w)
 }
 
 /* Eight bytes a step (strings are most of an answer's and a bundle's bytes: the CLI's time
- * in them fell by a quarter, its whole time by a tenth). In memory order the lowest flagged byte is a true one, so on a
- * little-endian machine that is where the step stops; elsewhere the byte loop finds it. */
+ * in them fell by a quarter, its whole time by a tenth). On a little-endian machine the
+ * least significant flagged byte comes first in memory and is a true one, so the step
+ * stops there; elsewhere the byte loop finds it. */
 size_t batch_plain_run(const char *p, size_t n)
 {
 	size_t i = 0;

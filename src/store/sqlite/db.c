@@ -153,23 +153,25 @@ char *store__values_sql(const char *head, int ncols, size_t rows, const char *ta
 imp_err store__insert_rows(imp_db *db, const char *head, int ncols, size_t n,
                            void (*bind)(sqlite3_stmt *st, int at, size_t i, void *arg), void *arg)
 {
+	/* Full statements, then the rest a row at a time: a statement for every size of rest
+	 * would fill the connection's statement cache with shapes seen once. */
 	imp_err rc = IMP_OK;
-	char *full = NULL;
+	char *sql[2] = {NULL, NULL}; /* STORE_ROWS_MAX rows, one row */
 	for(size_t done = 0; !rc && done < n;) {
-		size_t m = n - done < STORE_ROWS_MAX ? n - done : STORE_ROWS_MAX;
-		char *sql = m == STORE_ROWS_MAX && full ? full : store__values_sql(head, ncols, m, "");
-		if(m == STORE_ROWS_MAX) full = sql;
-		sqlite3_stmt *st = sql ? store__stmt(db, sql) : NULL;
-		if(!st) rc = sql ? IMP_ERR_STORE : IMP_ERR_NOMEM;
+		size_t m = n - done >= STORE_ROWS_MAX ? STORE_ROWS_MAX : 1;
+		char **text = &sql[m == 1];
+		if(!*text) *text = store__values_sql(head, ncols, m, "");
+		sqlite3_stmt *st = *text ? store__stmt(db, *text) : NULL;
+		if(!st) rc = *text ? IMP_ERR_STORE : IMP_ERR_NOMEM;
 		for(size_t j = 0; !rc && j < m; j++) bind(st, (int)j * ncols + 1, done + j, arg);
 		if(!rc) {
 			rc = store__rc(sqlite3_step(st));
 			sqlite3_reset(st);
 		}
-		if(sql != full) imp_free(sql);
 		done += m;
 	}
-	imp_free(full);
+	imp_free(sql[0]);
+	imp_free(sql[1]);
 	return rc;
 }
 

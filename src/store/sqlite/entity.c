@@ -2,6 +2,7 @@
  * Column fields live only in their columns; the document holds the rest. */
 #include "store/sqlite/internal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -247,6 +248,7 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 /* One statement inserting the n (at most STORE_ROWS_MAX) entities es, their keys read back. */
 static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n)
 {
+	assert(n <= STORE_ROWS_MAX);
 	int ncols = 9;
 	for(const imp_field *f = k->fields; f->name; f++) ncols += f->column != NULL;
 	char *doc[STORE_ROWS_MAX] = {0};
@@ -294,7 +296,11 @@ static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es
 		for(size_t m = 0; j == n && id && m < n; m++) {
 			if(strcmp(es[m]->id.s, id) == 0) j = m;
 		}
-		if(j < n) es[j]->key = sqlite3_column_int64(st, 0);
+		if(j == n) {
+			rc = IMP_ERR_STORE; /* a row that is none of ours: never */
+			break;
+		}
+		es[j]->key = sqlite3_column_int64(st, 0);
 		got++;
 	}
 	if(!rc && step != SQLITE_DONE) rc = store__rc(step);
