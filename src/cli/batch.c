@@ -1,9 +1,9 @@
 /* imprint batch: a file of serial numbers in, a file of credential bundles out, through
  * POST /api/v1/devices/batch. Memory stays flat whatever the file's size: the input is read
- * a chunk at a time, each chunk's answer is written, fsync'd and recorded in the state file
- * before the next chunk is read, and no set of serial numbers is kept (the server refuses
- * duplicates under the batch's Idempotency-Key). See docs/manufacturing.md. */
-#define _GNU_SOURCE /* syncfs */
+ * a chunk at a time, each chunk's answer is written, then made durable and recorded in the
+ * state file (by batch_sync.c's thread, while the next answer is read) before the chunk
+ * after it is written, and no set of serial numbers is kept (the server refuses duplicates
+ * under the batch's Idempotency-Key). See docs/manufacturing.md. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +50,7 @@ typedef struct {
 	batch_reader *in;
 	int out_fd;               /* the output file, or the directory for dir */
 	batch_buf bundles, errors;
+	batch_syncer *sync;       /* makes each written chunk durable, then records it */
 	long run_lines, total_lines;
 	double started, last_progress;
 	int tty, cut_warned;
@@ -414,7 +415,8 @@ static int read_answer(batch *b, batch_slot *s, long *ok, long *failed)
 	return p == end ? 0 : -1;
 }
 
-/* Writes the chunk's bundles, makes them durable, then records the chunk in the state. */
+/* Writes the chunk's bundles and hands the state that counts it to the syncer, which makes
+ * them durable, then records it. b->st is then the state of what is written. */
 static int commit(batch *b, batch_slot *s, long ok, long failed)
 {
 	int bad = 0;
@@ -427,10 +429,9 @@ static int commit(batch *b, batch_slot *s, long ok, long failed)
 			if(fd >= 0 && close(fd)) bad = 1;
 			p = json + n + 1;
 		}
-		/* one flush of the file system for the whole chunk instead of an fsync per file */
-		if(!bad) bad = syncfs(b->out_fd) || fsync(b->out_fd);
+		/* the syncer flushes the file system once for the whole chunk, not a file at a time */
 	} else {
-		bad = write_all(b->out_fd, b->bundles.p ? b->bundles.p : "", b->bundles.n) || fdatasync(b->out_fd);
+		bad = write_all(b->out_fd, b->bundles.p ? b->bundles.p : "", b->bundles.n);
 	}
 	off_t size = b->o.format == BATCH_DIR ? 0 : lseek(b->out_fd, 0, SEEK_CUR);
 	if(bad || size < 0) {
@@ -443,10 +444,7 @@ static int commit(batch *b, batch_slot *s, long ok, long failed)
 	next.output_bytes = size;
 	next.ok += ok;
 	next.failed += failed;
-	if(batch_state_save(b->state_path, &next)) {
-		fprintf(stderr, "imprint batch: cannot write %s: %s\n", b->state_path, strerror(errno));
-		return -1;
-	}
+	if(batch_syncer_push(b->sync, &next)) return -1; /* it said why */
 	b->st = next;
 	b->run_lines += s->count;
 	if(b->errors.n) {
@@ -559,8 +557,15 @@ int imp_cmd_batch(int argc, char **argv)
 	}
 	if(b.tty) b.total_lines = b.st.lines + batch_reader_count_rest(b.in);
 	if(b.st.lines > 0) fprintf(stderr, "imprint batch: continuing batch %s after line %ld\n", b.st.name, b.st.lines);
+	if(batch_syncer_start(b.out_fd, b.o.format == BATCH_DIR, b.o.out, b.state_path, &b.sync)) {
+		fprintf(stderr, "imprint batch: cannot start a thread\n");
+		status = 2;
+		goto out;
+	}
 	b.started = now();
 	status = run(&b, net);
+	/* what is written counts once it is on disk */
+	if(batch_syncer_wait(b.sync)) status = 2;
 	progress(&b, 1);
 	if(b.tty) fputs("\r\033[K", stderr);
 	double secs = now() - b.started;
@@ -573,6 +578,7 @@ int imp_cmd_batch(int argc, char **argv)
 	}
 	if(!status && b.st.failed) status = 1;
 out:
+	batch_syncer_stop(&b.sync);
 	batch_net_close(&net);
 	batch_reader_free(&b.in);
 	if(b.out_fd >= 0) close(b.out_fd);

@@ -1,6 +1,7 @@
 /* imprint batch, the manufacturing command, in parts: reading serial numbers
  * (batch_input.c), writing credential bundles (batch_output.c), the resumption state
- * (batch_state.c), key pairs and CSRs (batch_csr.c) and the command itself (batch.c).
+ * (batch_state.c), making chunks durable (batch_sync.c), key pairs and CSRs (batch_csr.c) and
+ * the command itself (batch.c).
  * Only the batch command and its unit tests use this header. */
 #ifndef IMP_CLI_BATCH_H
 #define IMP_CLI_BATCH_H
@@ -145,6 +146,26 @@ typedef struct {
 imp_err batch_state_load(const char *path, batch_state *st);
 /* Replaces path with st durably: a temporary file, fsync, rename, fsync of the directory. */
 imp_err batch_state_save(const char *path, const batch_state *st);
+
+/* ---- making chunks durable, off the main thread (batch_sync.c) ---- */
+
+/* A thread that makes each written chunk durable: the output's data (fdatasync; for dir,
+ * syncfs and the directory's fsync), then the state that counts the chunk as done. The
+ * main thread meanwhile reads the next chunk's answer and writes its bundles. */
+typedef struct batch_syncer batch_syncer;
+/* out_fd: the output file or directory (dir: nonzero for the dir format); out_path and
+ * state_path name them in error messages and state_path is where states go. Both strings
+ * must outlive the syncer. Caller stops it with batch_syncer_stop(). IMP_ERR_NOMEM or
+ * IMP_ERR_IO (no thread). */
+imp_err batch_syncer_start(int out_fd, int dir, const char *out_path, const char *state_path, batch_syncer **out);
+/* Waits until the chunk handed before is durable, then hands st (the state once this
+ * chunk is on disk). -1, and st not taken, when an earlier chunk could not be made
+ * durable (the syncer said why on stderr). */
+int batch_syncer_push(batch_syncer *s, const batch_state *st);
+/* Waits until every chunk handed is durable: 0, or -1 when one could not be. */
+int batch_syncer_wait(batch_syncer *s);
+/* Waits as batch_syncer_wait, then ends the thread; NULLs *s. */
+void batch_syncer_stop(batch_syncer **s);
 
 /* ---- key pairs (batch_csr.c) ---- */
 
