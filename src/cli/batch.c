@@ -415,10 +415,12 @@ static int read_answer(batch *b, batch_slot *s, long *ok, long *failed)
 	return p == end ? 0 : -1;
 }
 
-/* Writes the chunk's bundles and hands the state that counts it to the syncer, which makes
- * them durable, then records it. b->st is then the state of what is written. */
+/* Writes the chunk's bundles, once the chunk before is durable and counted, and hands the
+ * state that counts this one to the syncer, which makes them durable, then records it.
+ * b->st is then the state of what is written. */
 static int commit(batch *b, batch_slot *s, long ok, long failed)
 {
+	if(batch_syncer_wait(b->sync)) return -1; /* it said why */
 	int bad = 0;
 	if(b->o.format == BATCH_DIR) {
 		for(const char *p = b->bundles.p, *end = p + b->bundles.n; p && p < end && !bad;) {
@@ -564,8 +566,13 @@ int imp_cmd_batch(int argc, char **argv)
 	}
 	b.started = now();
 	status = run(&b, net);
-	/* what is written counts once it is on disk */
-	if(batch_syncer_wait(b.sync)) status = 2;
+	/* What is written counts once it is on disk. When a chunk could not be made so, the
+	 * summary says what the state file holds, which is where a rerun starts. */
+	long written = b.st.lines;
+	if(batch_syncer_wait(b.sync)) {
+		status = 2;
+		if(batch_state_load(b.state_path, &b.st) == IMP_OK) b.run_lines -= written - b.st.lines;
+	}
 	progress(&b, 1);
 	if(b.tty) fputs("\r\033[K", stderr);
 	double secs = now() - b.started;

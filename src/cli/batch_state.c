@@ -89,6 +89,10 @@ imp_err batch_state_save(const char *path, const batch_state *st)
 	free(text);
 	if(!rc && rename(tmp, path)) rc = IMP_ERR_IO;
 	if(!rc && sync_dir_of(path)) rc = IMP_ERR_IO;
-	if(rc) unlink(tmp);
+	if(rc) {
+		int err = errno; /* the failure's, for the caller's message, not unlink's */
+		unlink(tmp);
+		errno = err;
+	}
 	return rc;
 }

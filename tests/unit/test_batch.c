@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "cli/batch.h"
@@ -364,6 +365,44 @@ static void state_round_trip(void **state)
 	}
 }
 
+/* The syncer saves each state handed to it, in order, once the output is synced; a state it
+ * cannot save makes every later hand-over and wait fail, and it still stops. */
+static void syncer_states(void **state)
+{
+	char out[200], p[200], bad[220];
+	snprintf(out, sizeof out, "%s/out.jsonl", tmp);
+	snprintf(p, sizeof p, "%s/sync.state", tmp);
+	snprintf(bad, sizeof bad, "%s/no-such-dir/sync.state", tmp);
+	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	batch_syncer *s;
+	assert_int_equal(batch_syncer_start(fd, 0, out, p, &s), IMP_OK);
+	batch_state st = {.name = "b", .template_id = "T", .format = "jsonl"};
+	for(int i = 1; i <= 50; i++) {
+		assert_int_equal(write(fd, "0123456789\n", 11), 11);
+		st.lines = i;
+		st.output_bytes = 11 * i;
+		st.ok = i;
+		assert_int_equal(batch_syncer_push(s, &st), 0);
+	}
+	assert_int_equal(batch_syncer_wait(s), 0);
+	batch_state back;
+	assert_int_equal(batch_state_load(p, &back), IMP_OK);
+	assert_memory_equal(&st, &back, sizeof st);
+	batch_syncer_stop(&s);
+	assert_null(s);
+
+	assert_int_equal(batch_syncer_start(fd, 0, out, bad, &s), IMP_OK);
+	assert_int_equal(batch_syncer_push(s, &st), 0); /* taken; its save fails later */
+	assert_int_equal(batch_syncer_wait(s), -1);
+	assert_int_equal(batch_syncer_push(s, &st), -1);
+	assert_int_equal(batch_syncer_wait(s), -1);
+	batch_syncer_stop(&s);
+	assert_null(s);
+	batch_syncer_stop(&s); /* a stopped one: nothing */
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -373,7 +412,7 @@ int main(void)
 		cmocka_unit_test(answer_to_csv_and_nvs),
 		cmocka_unit_test(certificate_bundle),       cmocka_unit_test(key_pair_and_csr),
 		cmocka_unit_test(dir_file_names),           cmocka_unit_test(buffer_cap),
-		cmocka_unit_test(state_round_trip),
+		cmocka_unit_test(state_round_trip),         cmocka_unit_test(syncer_states),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
