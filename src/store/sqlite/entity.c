@@ -190,11 +190,42 @@ static char *doc_text(const imp_kind *k, json_t *doc)
 	return s;
 }
 
-static void build_insert(sqlbuf *b, const imp_kind *k)
+/* "INSERT INTO table (the meta columns, the kind's columns)": INSERT_META columns first. */
+#define INSERT_META 9
+static void insert_head(sqlbuf *b, const imp_kind *k)
 {
 	sb_add(b, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
 	add_columns(b, k, "");
-	sb_add(b, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?");
+	sb_add(b, ")");
+}
+
+/* Stamps e as created now (its version set by the caller) and binds it as a row of
+ * insert_head's columns from parameter at on: doc its document's text, secret or NULL. */
+static void bind_row(sqlite3_stmt *st, int at, const imp_kind *k, imp_entity *e, uint64_t now, const char *doc,
+                     const char *secret)
+{
+	e->created = e->modified = now;
+	e->modified_by = e->created_by;
+	sqlite3_bind_text(st, at, e->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, at + 1, e->account);
+	sqlite3_bind_int64(st, at + 2, e->version);
+	sqlite3_bind_int64(st, at + 3, (int64_t)e->created);
+	sqlite3_bind_text(st, at + 4, e->created_by.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, at + 5, (int64_t)e->modified);
+	sqlite3_bind_text(st, at + 6, e->modified_by.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 7, doc, -1, SQLITE_STATIC);
+	if(secret) sqlite3_bind_text(st, at + 8, secret, -1, SQLITE_STATIC);
+	else sqlite3_bind_null(st, at + 8);
+	int i = at + INSERT_META;
+	for(const imp_field *f = k->fields; f->name; f++) {
+		if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
+	}
+}
+
+static void build_insert(sqlbuf *b, const imp_kind *k)
+{
+	insert_head(b, k);
+	sb_add(b, " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?");
 	for(const imp_field *f = k->fields; f->name; f++) {
 		if(f->column) sb_add(b, ", ?");
 	}
@@ -214,23 +245,8 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 
 	char *doc = doc_text(k, e->doc);
 	if(!doc) return IMP_ERR_NOMEM;
-	e->created = e->modified = imp_now_ms();
 	e->version = version;
-	e->modified_by = e->created_by;
-	sqlite3_bind_text(st, 1, e->id.s, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, e->account);
-	sqlite3_bind_int64(st, 3, e->version);
-	sqlite3_bind_int64(st, 4, (int64_t)e->created);
-	sqlite3_bind_text(st, 5, e->created_by.s, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, (int64_t)e->modified);
-	sqlite3_bind_text(st, 7, e->modified_by.s, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, doc, -1, SQLITE_STATIC);
-	if(secret) sqlite3_bind_text(st, 9, secret, -1, SQLITE_STATIC);
-	else sqlite3_bind_null(st, 9);
-	int i = 10;
-	for(const imp_field *f = k->fields; f->name; f++) {
-		if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
-	}
+	bind_row(st, 1, k, e, imp_now_ms(), doc, secret);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	imp_free(doc);
@@ -249,14 +265,12 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n)
 {
 	assert(n <= STORE_ROWS_MAX);
-	int ncols = 9;
+	int ncols = INSERT_META;
 	for(const imp_field *f = k->fields; f->name; f++) ncols += f->column != NULL;
 	char *doc[STORE_ROWS_MAX] = {0};
 	sqlbuf head;
 	sb_init(&head);
-	sb_add(&head, "INSERT INTO %s (id, account, version, created, created_by, modified, modified_by, doc, secret", k->table);
-	add_columns(&head, k, "");
-	sb_add(&head, ")");
+	insert_head(&head, k);
 	char *sql = head.overflow ? NULL : store__values_sql(head.s, ncols, n, " RETURNING key, id");
 	if(!sql) return head.overflow ? IMP_ERR_STORE : IMP_ERR_NOMEM;
 	sqlite3_stmt *st = store__stmt(db, sql);
@@ -268,23 +282,8 @@ static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es
 			rc = IMP_ERR_NOMEM;
 			break;
 		}
-		e->created = e->modified = now;
 		if(e->version <= 0) e->version = 1;
-		e->modified_by = e->created_by;
-		int i = (int)j * ncols + 1;
-		sqlite3_bind_text(st, i, e->id.s, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, i + 1, e->account);
-		sqlite3_bind_int64(st, i + 2, e->version);
-		sqlite3_bind_int64(st, i + 3, (int64_t)e->created);
-		sqlite3_bind_text(st, i + 4, e->created_by.s, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, i + 5, (int64_t)e->modified);
-		sqlite3_bind_text(st, i + 6, e->modified_by.s, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, i + 7, doc[j], -1, SQLITE_STATIC);
-		sqlite3_bind_null(st, i + 8);
-		i += 9;
-		for(const imp_field *f = k->fields; f->name; f++) {
-			if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
-		}
+		bind_row(st, (int)j * ncols + 1, k, e, now, doc[j], NULL);
 	}
 	/* The keys, matched by id (SQLite does not promise RETURNING's order, though it keeps
 	 * the rows'). */
