@@ -100,14 +100,25 @@ typedef enum {
 	IMP_ACCESS_READ_OR_SELF /* as READ, or the device {id} itself with HTTP Basic id:secret */
 } imp_access;
 
+/* A streaming route's answer: a file to send from its start (fd >= 0), or text in memory
+ * (buf), which the server takes: it zeroes the first cap bytes (an answer may hold
+ * secrets) and frees it once sent. */
+typedef struct {
+	int fd;
+	char *buf;
+	size_t cap;
+	uint64_t size;
+	const char *content_type;
+} imp_stream_answer;
+
 /* A route whose request body is consumed as it arrives instead of being buffered whole
  * (the device batch): open runs once the caller is known, feed for every piece of the
- * body, finish at its end (it sets the answer: a JSON error, or an fd to stream), close
+ * body, finish at its end (it sets the answer, or fails with a JSON error), close
  * always. */
 typedef struct imp_stream_ops {
 	imp_err (*open)(imp_req *r, void **state);
 	imp_err (*feed)(void *state, const char *data, size_t len);
-	imp_err (*finish)(void *state, int *fd, uint64_t *size, const char **content_type);
+	imp_err (*finish)(void *state, imp_stream_answer *a);
 	void (*close)(void *state);
 } imp_stream_ops;
 

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -239,6 +240,20 @@ static enum MHD_Result stream_begin(imp_server *srv, conn_state *cs, struct MHD_
 	return send_error(c, r, rc, method, cs->start_us);
 }
 
+/* A streaming answer held in memory, until MHD has sent it. */
+typedef struct {
+	char *s;
+	size_t cap;
+} stream_text;
+
+static void free_stream_text(void *cls)
+{
+	stream_text *t = cls;
+	sodium_memzero(t->s, t->cap);
+	imp_free(t->s);
+	imp_free(t);
+}
+
 static enum MHD_Result stream_step(conn_state *cs, struct MHD_Connection *c, const char *method, const char *upload,
                                    size_t *upload_size)
 {
@@ -249,17 +264,28 @@ static enum MHD_Result stream_step(conn_state *cs, struct MHD_Connection *c, con
 		return MHD_YES;
 	}
 	if(cs->too_large == 2) return MHD_YES;
-	int fd = -1;
-	uint64_t size = 0;
-	const char *type = "application/json";
-	imp_err rc = cs->serr ? cs->serr : r->route->stream->finish(cs->sstate, &fd, &size, &type);
+	imp_stream_answer a = {.fd = -1, .content_type = "application/json"};
+	imp_err rc = cs->serr ? cs->serr : r->route->stream->finish(cs->sstate, &a);
 	if(rc) return send_error(c, r, rc, method, cs->start_us);
-	struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
-	if(!resp) {
-		close(fd);
-		return MHD_NO;
+	struct MHD_Response *resp;
+	if(a.buf) {
+		stream_text *held = imp_malloc(sizeof *held);
+		resp = NULL;
+		if(held) {
+			*held = (stream_text){a.buf, a.cap};
+			resp = MHD_create_response_from_buffer_with_free_callback_cls((size_t)a.size, a.buf, free_stream_text, held);
+		}
+		if(!resp) {
+			sodium_memzero(a.buf, a.cap);
+			imp_free(a.buf);
+			imp_free(held);
+		}
+	} else {
+		resp = MHD_create_response_from_fd64(a.size, a.fd);
+		if(!resp) close(a.fd);
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if(!resp) return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a.content_type);
 	enum MHD_Result ret = MHD_queue_response(c, 200, resp);
 	MHD_destroy_response(resp);
 	imp_reqlog_line(method, r->route->pattern, 200, imp_mono_us() - cs->start_us);

@@ -852,6 +852,29 @@ static void past_one_group(void **state)
 	bresp_free(&r);
 	free(b.p);
 	assert_int_equal(count_serial("BIG-12"), 1);
+
+	/* 4,000 lines with credentials: answers of about 3.5 MB, past the 2 MiB the server
+	 * holds in memory before it spools them to a file. Every line is answered once, in
+	 * order, and its secret is the one stored. */
+	memset(&b, 0, sizeof b);
+	for(int i = 1; i <= 4000; i++) {
+		char s[32];
+		snprintf(s, sizeof s, "SPOOL-%04d", i);
+		good_line(&b, PW, s);
+	}
+	r = run("credentials=true", NULL, &b);
+	assert_true(r.len > 3 * MiB);
+	assert_int_equal(r.n, 4000);
+	for(size_t i = 0; i < 4000; i++) {
+		json_t *d = ok_line(&r, i, (long)i + 1, 1);
+		char s[32];
+		snprintf(s, sizeof s, "SPOOL-%04zu", i + 1);
+		assert_string_equal(json_string_value(json_object_get(d, "serialNumber")), s);
+		if(i % 997 == 0 || i == 2999 || i == 3999)
+			assert_string_equal(authn(id_of(&r, i), secret_of(&r, i)), "allow");
+	}
+	bresp_free(&r);
+	free(b.p);
 }
 
 static void resumption(void **state)
