@@ -152,3 +152,97 @@ void imp_jtext_value(imp_jtext *t, const json_t *v)
 		t->len += n;
 	}
 }
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while(p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+	return p;
+}
+
+/* A string of printable ASCII without escapes at *pp (its opening quote): its text and
+ * length, *pp past the closing quote; NULL when it is not one. */
+static const char *plain_string(const char **pp, const char *end, size_t *n)
+{
+	const char *p = *pp + 1, *s = p;
+	while(p < end && *p != '"') {
+		unsigned char c = (unsigned char)*p;
+		if(c < 0x20 || c > 0x7e || c == '\\') return NULL;
+		p++;
+	}
+	if(p >= end) return NULL;
+	*n = (size_t)(p - s);
+	*pp = p + 1;
+	return s;
+}
+
+static json_t *flat_value(const char **pp, const char *end)
+{
+	const char *p = *pp;
+	if(p >= end) return NULL;
+	if(*p == '"') {
+		size_t n;
+		const char *s = plain_string(&p, end, &n);
+		if(!s) return NULL;
+		*pp = p;
+		return json_stringn_nocheck(s, n);
+	}
+	static const struct {
+		const char *word;
+		size_t n;
+	} WORDS[] = {{"true", 4}, {"false", 5}, {"null", 4}};
+	for(int i = 0; i < 3; i++) {
+		if((size_t)(end - p) >= WORDS[i].n && memcmp(p, WORDS[i].word, WORDS[i].n) == 0) {
+			p += WORDS[i].n;
+			/* "truex" is jansson's error to report */
+			if(p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) return NULL;
+			*pp = p;
+			return i == 0 ? json_true() : i == 1 ? json_false() : json_null();
+		}
+	}
+	int neg = *p == '-';
+	if(neg) p++;
+	const char *d = p;
+	long long v = 0;
+	while(p < end && *p >= '0' && *p <= '9' && p - d < 18) v = v * 10 + (*p++ - '0');
+	size_t nd = (size_t)(p - d);
+	/* no digits, a leading zero, -0, more than 18 digits, or a real: jansson's */
+	if(nd == 0 || (*d == '0' && (nd > 1 || neg)) ||
+	   (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9'))))
+		return NULL;
+	*pp = p;
+	return json_integer(neg ? -v : v);
+}
+
+json_t *imp_json_load_flat(const char *text, size_t len)
+{
+	const char *p = text, *end = text + len;
+	p = skip_ws(p, end);
+	if(p >= end || *p != '{') return NULL;
+	json_t *o = json_object();
+	if(!o) return NULL;
+	p = skip_ws(p + 1, end);
+	if(p < end && *p == '}') goto close;
+	for(;;) {
+		if(p >= end || *p != '"') goto other;
+		size_t kn;
+		const char *k = plain_string(&p, end, &kn);
+		if(!k || json_object_getn(o, k, kn)) goto other;
+		p = skip_ws(p, end);
+		if(p >= end || *p != ':') goto other;
+		p = skip_ws(p + 1, end);
+		json_t *v = flat_value(&p, end);
+		if(!v || json_object_setn_new_nocheck(o, k, kn, v)) goto other;
+		p = skip_ws(p, end);
+		if(p < end && *p == ',') {
+			p = skip_ws(p + 1, end);
+			continue;
+		}
+		if(p < end && *p == '}') break;
+		goto other;
+	}
+close:
+	if(skip_ws(p + 1, end) == end) return o;
+other:
+	json_decref(o);
+	return NULL;
+}

@@ -33,4 +33,12 @@ void imp_jtext_str_or_null(imp_jtext *t, const char *s);
 void imp_jtext_value(imp_jtext *t, const json_t *v);
 void imp_jtext_int(imp_jtext *t, long long v);
 
+/* The JSON object of text[0..len) when it is flat and plain: string keys and values of
+ * printable ASCII without escapes, values also integers of at most 18 digits, true, false
+ * or null, every key once. Anything else (nesting, escapes, other bytes, reals, a repeated
+ * key, an error) gives NULL, and the caller parses with jansson, which answers the same
+ * for the text taken here: json_loadb(text, len, JSON_REJECT_DUPLICATES, ...). A batch line
+ * is nearly always such an object, and this reads it in a fifth of jansson's time. */
+json_t *imp_json_load_flat(const char *text, size_t len);
+
 #endif
