@@ -91,15 +91,17 @@ static imp_err take_fields(imp_req *r, const imp_resource *res, json_t *body, js
 		if(strcmp(name, "accountId") == 0) continue;
 		const imp_field *f = imp_kind_field(res->kind, name);
 		char safe[IMP_FIELD_NAME_MAX + 1];
-		snprintf(safe, sizeof safe, "%s", name);
 		if(is_meta(name) || (f && (f->flags & IMP_F_SERVER)) ||
-		   (res->open_fields && strcmp(name, "channels") == 0))
+		   (res->open_fields && strcmp(name, "channels") == 0)) {
+			snprintf(safe, sizeof safe, "%s", name);
 			return api_fail(r, IMP_ERR_BAD_REQUEST, "read_only_field", safe, "%s is set by the server", safe);
+		}
 		if(!f) {
 			if(res->open_fields) {
 				json_object_set(doc, name, v);
 				continue;
 			}
+			snprintf(safe, sizeof safe, "%s", name);
 			for(char *p = safe; *p; p++) {
 				if((unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f) *p = '?';
 			}
@@ -191,19 +193,25 @@ imp_err imp_res_render_text(imp_jtext *t, imp_db *db, const imp_resource *res, c
 	imp_jtext_plain(t, e->id.s);
 	imp_jtext_key(t, "accountId", 1);
 	imp_jtext_plain(t, e->account_id.s);
+	size_t found = 0;
 	for(const imp_field *f = res->kind->fields; f->name; f++) {
 		if(f->flags & IMP_F_WRITE_ONLY) continue;
 		imp_jtext_key(t, f->name, 1);
-		imp_jtext_value(t, json_object_get(e->doc, f->name));
+		json_t *fv = json_object_get(e->doc, f->name);
+		found += fv != NULL;
+		imp_jtext_value(t, fv);
 	}
 	const char *name;
 	json_t *v;
-	json_object_foreach(e->doc, name, v) {
-		if(imp_kind_field(res->kind, name)) continue;
-		imp_jtext_raw(t, ",", 1);
-		imp_jtext_str(t, name, strlen(name));
-		imp_jtext_raw(t, ":", 1);
-		imp_jtext_value(t, v);
+	/* the document's other members (custom fields), when it has more than those */
+	if(found < json_object_size(e->doc)) {
+		json_object_foreach(e->doc, name, v) {
+			if(imp_kind_field(res->kind, name)) continue;
+			imp_jtext_raw(t, ",", 1);
+			imp_jtext_str(t, name, strlen(name));
+			imp_jtext_raw(t, ":", 1);
+			imp_jtext_value(t, v);
+		}
 	}
 	if(res->render_extra_text) {
 		imp_err rc = res->render_extra_text(db, e, t, cache);
