@@ -111,9 +111,16 @@ void imp_jtext_plain(imp_jtext *t, const char *s)
 
 void imp_jtext_key(imp_jtext *t, const char *key, int comma)
 {
-	if(comma) imp_jtext_raw(t, ",", 1);
-	imp_jtext_plain(t, key);
-	imp_jtext_raw(t, ":", 1);
+	size_t n = strlen(key);
+	if(grow(t, n + 4)) return;
+	char *p = t->s + t->len;
+	if(comma) *p++ = ',';
+	*p++ = '"';
+	memcpy(p, key, n);
+	p += n;
+	*p++ = '"';
+	*p++ = ':';
+	t->len = (size_t)(p - t->s);
 }
 
 void imp_jtext_str_or_null(imp_jtext *t, const char *s)

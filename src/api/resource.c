@@ -122,6 +122,8 @@ static imp_err take_fields(imp_req *r, const imp_resource *res, json_t *body, js
 static imp_err complete_fields(imp_req *r, const imp_resource *res, json_t *doc)
 {
 	for(const imp_field *f = res->kind->fields; f->name; f++) {
+		/* (a field neither required nor defaulted needs no look) */
+		if(!(f->flags & IMP_F_REQUIRED) && !f->def && f->type != IMP_T_BOOL) continue;
 		if(json_object_get(doc, f->name)) continue;
 		if(f->flags & IMP_F_REQUIRED) return api_fail(r, IMP_ERR_INVALID, "missing_field", f->name, "%s is required", f->name);
 		json_t *d = NULL;
