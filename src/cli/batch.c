@@ -589,7 +589,7 @@ out:
 	batch_net_close(&net);
 	batch_reader_free(&b.in);
 	if(b.out_fd >= 0) close(b.out_fd);
-	if(b.bundles.p) OPENSSL_cleanse(b.bundles.p, b.bundles.cap);
+	if(b.bundles.p) explicit_bzero(b.bundles.p, b.bundles.cap);
 	batch_buf_free(&b.bundles);
 	batch_buf_free(&b.errors);
 	return status;

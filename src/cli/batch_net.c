@@ -271,7 +271,9 @@ void batch_net_release(batch_net *n, batch_slot *s)
 		imp_free(key);
 		s->lines[i].key = NULL;
 	}
-	if(s->resp.p) OPENSSL_cleanse(s->resp.p, s->resp.n);
+	/* (explicit_bzero: as fast as memset, where OPENSSL_cleanse went a byte at a time,
+	 * 3% of the CLI's time on a chunk's 2 MB of answers) */
+	if(s->resp.p) explicit_bzero(s->resp.p, s->resp.n);
 	s->busy = 0;
 	s->count = 0;
 }

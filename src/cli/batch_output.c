@@ -3,6 +3,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "cli/batch.h"
 #include "core/mem.h"
@@ -40,13 +43,25 @@ static uint64_t special8(uint64_t w)
 	return (((w - lo * 0x20) & ~w) | ((q - lo) & ~q) | ((b - lo) & ~b)) & hi;
 }
 
-/* Eight bytes a step (strings are most of an answer's and a bundle's bytes: the CLI's time
- * in them fell by a quarter, its whole time by a tenth). On a little-endian machine the
- * least significant flagged byte comes first in memory and is a true one, so the step
- * stops there; elsewhere the byte loop finds it. */
+/* Sixteen bytes a step with SSE2 (every x86-64 has it), else eight with the bit trick
+ * above: strings are most of an answer's and a bundle's bytes (the byte loop this replaced
+ * was a quarter of the CLI's time in them). On a little-endian machine the least
+ * significant flagged byte of special8 comes first in memory and is a true one, so the
+ * step stops there; elsewhere the byte loop finds it. */
 size_t batch_plain_run(const char *p, size_t n)
 {
 	size_t i = 0;
+#ifdef __SSE2__
+	const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1f);
+	for(; n - i >= 16; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		/* v <= 0x1f (unsigned) exactly when min(v, 0x1f) is v */
+		__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+		                           _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
+		int bits = _mm_movemask_epi8(hit);
+		if(bits) return i + (size_t)__builtin_ctz((unsigned)bits);
+	}
+#endif
 	for(uint64_t w, m; n - i >= 8; i += 8) {
 		memcpy(&w, p + i, 8);
 		if((m = special8(w))) {

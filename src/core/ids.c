@@ -1,6 +1,5 @@
 #include "core/ids.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -56,15 +55,19 @@ imp_err imp_id_new(imp_id *out)
 
 int imp_id_valid(const char *s)
 {
-	if(!s || strlen(s) != IMP_UUID_LEN) return 0;
+	static const unsigned char HEX[256] = {
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
+		['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['A'] = 1, ['B'] = 1,
+		['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1};
+	if(!s) return 0;
 	for(int i = 0; i < IMP_UUID_LEN; i++) {
 		if(i == 8 || i == 13 || i == 18 || i == 23) {
 			if(s[i] != '-') return 0;
-		} else if(!isxdigit((unsigned char)s[i])) {
-			return 0;
+		} else if(!HEX[(unsigned char)s[i]]) {
+			return 0; /* also the NUL of a shorter string */
 		}
 	}
-	return 1;
+	return s[IMP_UUID_LEN] == '\0';
 }
 
 uint32_t imp_id_hash(const char *s)

@@ -248,6 +248,27 @@ static void answer_strings_any_offset(void **state)
 	batch_buf_free(&out);
 }
 
+/* batch_plain_run against the byte rule, for every length to 40 and every position of
+ * one byte of each kind among plain ones: it stops exactly at the first '"', '\\' or
+ * control character (0x00-0x1f), never at 0x20, 0x7f or bytes of UTF-8. */
+static void plain_run_matches_bytes(void **state)
+{
+	static const unsigned char kinds[] = {'"', '\\', 0x00, 0x01, 0x0a, 0x1f, 0x20, 0x7f, 0x80, 0xe2, 0xff, 'a'};
+	char buf[48];
+	for(size_t n = 0; n <= 40; n++) {
+		for(size_t at = 0; at < n; at++) {
+			for(size_t k = 0; k < sizeof kinds; k++) {
+				memset(buf, 'x', sizeof buf);
+				buf[at] = (char)kinds[k];
+				size_t want = 0;
+				while(want < n && buf[want] != '"' && buf[want] != '\\' && (unsigned char)buf[want] >= 0x20) want++;
+				size_t got = batch_plain_run(buf, n);
+				if(got != want) fail_msg("length %zu, byte 0x%02x at %zu: %zu, want %zu", n, kinds[k], at, got, want);
+			}
+		}
+	}
+}
+
 static void answer_to_csv_and_nvs(void **state)
 {
 	batch_buf out = {.max = 1 << 20};
@@ -409,6 +430,7 @@ int main(void)
 		cmocka_unit_test(reader_lines_and_offsets), cmocka_unit_test(reader_long_lines),
 		cmocka_unit_test(serial_rules),             cmocka_unit_test(serial_length),
 		cmocka_unit_test(answer_to_jsonl),          cmocka_unit_test(answer_strings_any_offset),
+		cmocka_unit_test(plain_run_matches_bytes),
 		cmocka_unit_test(answer_to_csv_and_nvs),
 		cmocka_unit_test(certificate_bundle),       cmocka_unit_test(key_pair_and_csr),
 		cmocka_unit_test(dir_file_names),           cmocka_unit_test(buffer_cap),
