@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libmicrohttpd-dev libjansson-dev libssl-dev libsodium-dev libsqlite3-dev
+  libmicrohttpd-dev libjansson-dev libssl-dev libsodium-dev libsqlite3-dev libmimalloc-dev
   libcurl4-openssl-dev libcmocka-dev sqlite3 wrk curl
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients valgrind
 )
