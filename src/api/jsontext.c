@@ -46,6 +46,11 @@ static int grow(imp_jtext *t, size_t n)
 	return 0;
 }
 
+void imp_jtext_reserve(imp_jtext *t, size_t n)
+{
+	if(t->len + n <= t->max) (void)grow(t, n);
+}
+
 void imp_jtext_raw(imp_jtext *t, const char *s, size_t n)
 {
 	if(grow(t, n)) return;

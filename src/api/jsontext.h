@@ -20,6 +20,8 @@ void imp_jtext_init(imp_jtext *t, size_t max);
 void imp_jtext_free(imp_jtext *t);
 
 void imp_jtext_raw(imp_jtext *t, const char *s, size_t n);
+/* Room for n more bytes at once (a guess: writing past it still grows the buffer). */
+void imp_jtext_reserve(imp_jtext *t, size_t n);
 /* A JSON string of s (len bytes of UTF-8). */
 void imp_jtext_str(imp_jtext *t, const char *s, size_t len);
 /* A JSON string of s, which the server made of characters that need no escape (ids,

@@ -156,9 +156,9 @@ const imp_kind *imp_kind_by_name(const char *name)
 
 const imp_field *imp_kind_field(const imp_kind *k, const char *name)
 {
-	/* the first letters differ for most fields: one strcmp a lookup, not one a field */
+	/* the first two letters differ for most fields: one strcmp a lookup, not one a field */
 	for(const imp_field *f = k->fields; f->name; f++) {
-		if(f->name[0] == name[0] && strcmp(f->name, name) == 0) return f;
+		if(f->name[0] == name[0] && (!name[0] || f->name[1] == name[1]) && strcmp(f->name, name) == 0) return f;
 	}
 	return NULL;
 }

@@ -110,7 +110,16 @@ static sqlite3_stmt *fill_slot(imp_db *db, struct stmt_slot *s, uint32_t h, cons
 
 sqlite3_stmt *store__stmt(imp_db *db, const char *sql) { return store__stmt_hashed(db, sql, store__sql_hash(sql)); }
 
-sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t h)
+static sqlite3_stmt *cached_stmt(imp_db *db, const char *sql, uint32_t h, int unbind);
+
+sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t h) { return cached_stmt(db, sql, h, 1); }
+
+sqlite3_stmt *store__stmt_rebound(imp_db *db, const char *sql)
+{
+	return cached_stmt(db, sql, store__sql_hash(sql), 0);
+}
+
+static sqlite3_stmt *cached_stmt(imp_db *db, const char *sql, uint32_t h, int unbind)
 {
 	struct stmt_slot *idle = NULL;
 	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
@@ -118,7 +127,7 @@ sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t h)
 		if(!s->sql) return fill_slot(db, s, h, sql);
 		if(s->hash == h && strcmp(s->sql, sql) == 0) {
 			sqlite3_reset(s->stmt);
-			sqlite3_clear_bindings(s->stmt);
+			if(unbind) sqlite3_clear_bindings(s->stmt);
 			return s->stmt;
 		}
 		if(!idle && !sqlite3_stmt_busy(s->stmt)) idle = s;
@@ -161,7 +170,7 @@ imp_err store__insert_rows(imp_db *db, const char *head, int ncols, size_t n,
 		size_t m = n - done >= STORE_ROWS_MAX ? STORE_ROWS_MAX : 1;
 		char **text = &sql[m == 1];
 		if(!*text) *text = store__values_sql(head, ncols, m, "");
-		sqlite3_stmt *st = *text ? store__stmt(db, *text) : NULL;
+		sqlite3_stmt *st = *text ? store__stmt_rebound(db, *text) : NULL;
 		if(!st) rc = *text ? IMP_ERR_STORE : IMP_ERR_NOMEM;
 		for(size_t j = 0; !rc && j < m; j++) bind(st, (int)j * ncols + 1, done + j, arg);
 		if(!rc) {

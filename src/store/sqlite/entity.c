@@ -292,7 +292,7 @@ static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es
 	insert_head(&head, k, 1);
 	char *sql = head.overflow ? NULL : store__values_sql(head.s, ncols, n, "");
 	if(!sql) return head.overflow ? IMP_ERR_STORE : IMP_ERR_NOMEM;
-	sqlite3_stmt *st = store__stmt(db, sql);
+	sqlite3_stmt *st = store__stmt_rebound(db, sql);
 	imp_err rc = st ? IMP_OK : IMP_ERR_STORE;
 	uint64_t now = imp_now_ms();
 	for(size_t j = 0; j < n && !rc; j++) {
