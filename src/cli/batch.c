@@ -415,12 +415,12 @@ static int read_answer(batch *b, batch_slot *s, long *ok, long *failed)
 	return p == end ? 0 : -1;
 }
 
-/* Writes the chunk's bundles, once the chunk before is durable and counted, and hands the
+/* Writes the chunk's bundles, once no chunk before waits to be made durable, and hands the
  * state that counts this one to the syncer, which makes them durable, then records it.
  * b->st is then the state of what is written. */
 static int commit(batch *b, batch_slot *s, long ok, long failed)
 {
-	if(batch_syncer_wait(b->sync)) return -1; /* it said why */
+	if(batch_syncer_room(b->sync)) return -1; /* it said why */
 	int bad = 0;
 	if(b->o.format == BATCH_DIR) {
 		for(const char *p = b->bundles.p, *end = p + b->bundles.n; p && p < end && !bad;) {

@@ -159,9 +159,12 @@ typedef struct batch_syncer batch_syncer;
  * must outlive the syncer. Caller stops it with batch_syncer_stop(). IMP_ERR_NOMEM or
  * IMP_ERR_IO (no thread). */
 imp_err batch_syncer_start(int out_fd, int dir, const char *out_path, const char *state_path, batch_syncer **out);
-/* Waits until the chunk handed before is durable, then hands st (the state once this
- * chunk is on disk). -1, and st not taken, when an earlier chunk could not be made
- * durable (the syncer said why on stderr). */
+/* Waits until no chunk handed before waits its turn (the one before may still be being made
+ * durable): 0, or -1 when an earlier chunk could not be made durable (the syncer said why on
+ * stderr). Called before a chunk is written, so at most two are written and not counted. */
+int batch_syncer_room(batch_syncer *s);
+/* Waits for room as batch_syncer_room, then hands st (the state once this chunk is on
+ * disk). -1, and st not taken, when an earlier chunk could not be made durable. */
 int batch_syncer_push(batch_syncer *s, const batch_state *st);
 /* Waits until every chunk handed is durable: 0, or -1 when one could not be. */
 int batch_syncer_wait(batch_syncer *s);
