@@ -78,7 +78,8 @@ typedef struct {
 	line_st st[GROUP_LINES];
 	imp_jtext errs;          /* the error answers of the group's lines */
 	imp_jtext text;          /* the answers not spooled yet */
-	FILE *out;               /* the spool file, once the answers outgrow ANSWER_MEM */
+	FILE *out;               /* the spool file, written once the answers outgrow ANSWER_MEM */
+	int spilled;             /* it has been */
 	imp_render_cache cache;
 	imp_ref_memo refs;       /* references found in the group's transaction */
 	json_t *activated;       /* {"provisioningState": "activated"} */
@@ -485,20 +486,11 @@ static void give_way(batch *b)
 	b->held_since_us = imp_mono_us();
 }
 
-/* The answers held in memory to the end of the spool file, which is made at the first
- * call. It holds secrets until it is sent: an unlinked file in the data directory (mode
- * 0700), never a named one. */
+/* The answers held in memory to the end of the spool file (made by batch_open, before any
+ * line is stored, so that a directory without room for it fails the request cleanly). */
 static imp_err spill(batch *b)
 {
-	if(!b->out) {
-		const char *dir = b->r->app->data_dir ? b->r->app->data_dir : "/tmp";
-		int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		b->out = fd >= 0 ? fdopen(fd, "w+") : NULL;
-		if(!b->out) {
-			if(fd >= 0) close(fd);
-			return IMP_ERR_IO;
-		}
-	}
+	b->spilled = 1;
 	imp_err rc = fwrite(b->text.s, 1, b->text.len, b->out) == b->text.len ? IMP_OK : IMP_ERR_IO;
 	if(b->text.s) sodium_memzero(b->text.s, b->text.len);
 	b->text.len = 0;
@@ -538,9 +530,10 @@ static imp_err run_group(batch *b)
 	give_way(b);
 	if(!rc) {
 		/* Room for the answers at once, guessed from the ones before (2 kB for a device
-		 * with four channels): growing a buffer of secrets copies and zeroes it each time. */
+		 * with four channels): growing a buffer of secrets copies and zeroes it each time.
+		 * Never more than ANSWER_MEM: past that the answers go to the spool file. */
 		size_t at = b->text.len, guess = b->answered ? b->answer_bytes / b->answered + 64 : 2048;
-		imp_jtext_reserve(&b->text, b->np * guess);
+		imp_jtext_reserve(&b->text, b->np * guess < ANSWER_MEM ? b->np * guess : ANSWER_MEM);
 		for(size_t j = 0; j < b->np; j++) answer_line(b, j, first + (int64_t)j);
 		b->answered += b->np;
 		b->answer_bytes += b->text.len - at;
@@ -559,7 +552,7 @@ static imp_err run_group(batch *b)
 		}
 	}
 	imp_err wrc = b->text.failed ? IMP_ERR_NOMEM : IMP_OK;
-	if(!wrc && (b->out || b->text.len > ANSWER_MEM)) wrc = spill(b);
+	if(!wrc && (b->spilled || b->text.len > ANSWER_MEM)) wrc = spill(b);
 	for(size_t j = 0; j < b->np; j++) clear_line(&b->st[j]);
 	b->errs.len = 0;
 	if(rc) {
@@ -685,8 +678,18 @@ static imp_err batch_open(imp_req *r, void **state)
 		}
 		snprintf(b->name, sizeof b->name, "a:%s", id.s);
 	}
+	/* Answers past ANSWER_MEM hold secrets until sent: an unlinked file in the data
+	 * directory (mode 0700), never a named one. */
+	int fd = open(r->app->data_dir ? r->app->data_dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	b->out = fd >= 0 ? fdopen(fd, "w+") : NULL;
+	if(!b->out) {
+		if(fd >= 0) close(fd);
+		imp_free(b);
+		return api_fail(r, IMP_ERR_IO, NULL, NULL, "could not make room for the answer");
+	}
 	b->activated = json_pack("{s:s}", "provisioningState", "activated");
 	if(!b->activated) {
+		fclose(b->out);
 		imp_free(b);
 		return api_fail(r, IMP_ERR_NOMEM, NULL, NULL, "out of memory");
 	}
@@ -700,10 +703,10 @@ static imp_err batch_finish(void *state, imp_stream_answer *a)
 	imp_err rc = IMP_OK;
 	if(b->alen > b->cur || b->cur_over) rc = end_line(b);
 	if(!rc) rc = run_group(b);
-	if(!rc && b->out && b->text.len) rc = spill(b);
+	if(!rc && b->spilled && b->text.len) rc = spill(b);
 	if(rc) return api_fail(b->r, rc, NULL, NULL, "the batch could not be finished");
 	a->content_type = "application/x-ndjson";
-	if(!b->out) {
+	if(!b->spilled) {
 		/* the server takes the text, and zeroes it once sent */
 		a->buf = b->text.s;
 		a->cap = b->text.cap;

@@ -48,7 +48,9 @@ static int grow(imp_jtext *t, size_t n)
 
 void imp_jtext_reserve(imp_jtext *t, size_t n)
 {
-	if(t->len + n <= t->max) (void)grow(t, n);
+	/* only a guess: failing it leaves the text as it was */
+	int failed = t->failed;
+	if(t->len + n <= t->max && grow(t, n)) t->failed = failed;
 }
 
 void imp_jtext_raw(imp_jtext *t, const char *s, size_t n)

@@ -93,7 +93,9 @@ int imp_cmd_serve(int argc, char **argv)
 	 * with 2 a core as with 4 (bench/README.md). */
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	/* SQLite's page caches come and go in blocks over glibc's default mmap threshold;
-	 * keep them in the heap instead of a munmap and mmap per request. */
+	 * keep them in the heap instead of a munmap and mmap per request. (glibc's allocator:
+	 * the sanitized build, or one with IMP_MIMALLOC off. The release binary allocates with
+	 * mimalloc, for which these do nothing.) */
 	mallopt(M_MMAP_THRESHOLD, 8 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	unsigned threads = cores > 0 ? (unsigned)cores * 4 : 8;

@@ -489,6 +489,36 @@ static void test_insert_many(void **state)
 		assert_int_equal(imp_db_get(c->db, &imp_kind_device, c->acct_a, rows[i].id.s, &got), IMP_ERR_NOT_FOUND);
 	}
 	for(int i = 0; i < 120; i++) imp_entity_clear(&rows[i]);
+
+	/* Keys come after the table's largest at the time: after deleting the newest rows
+	 * (their keys are taken again, as SQLite would) and after a single insert, each row
+	 * reads back at its own key with its own serial number. */
+	imp_entity newest[3];
+	for(int i = 0; i < 3; i++) {
+		char serial[16];
+		snprintf(serial, sizeof serial, "D-%d", i);
+		struct dev d = {serial, NULL, 0, 0, "defined", 0, NULL, 0};
+		insert_device(c, c->acct_a, &t.id, &d, &newest[i]);
+	}
+	for(int i = 1; i < 3; i++) {
+		assert_int_equal(imp_db_delete(c->db, &imp_kind_device, c->acct_a, newest[i].id.s, -1), IMP_OK);
+	}
+	for(int i = 0; i < 110; i++) {
+		char serial[16];
+		snprintf(serial, sizeof serial, "K-%03d", i);
+		struct dev d = {serial, NULL, 0, 0, "defined", 0, NULL, 0};
+		new_entity(c, c->acct_a, &rows[i], device_doc(&t.id, &d));
+	}
+	assert_int_equal(imp_db_insert_many(c->db, &imp_kind_device, es, 110), IMP_OK);
+	assert_int_equal(rows[0].key, newest[0].key + 1);
+	for(int i = 0; i < 110; i++) {
+		assert_int_equal(imp_db_get(c->db, &imp_kind_device, c->acct_a, rows[i].id.s, &got), IMP_OK);
+		assert_int_equal(got.key, rows[i].key);
+		assert_string_equal(doc_str(got.doc, "serialNumber"), doc_str(rows[i].doc, "serialNumber"));
+		imp_entity_clear(&got);
+		imp_entity_clear(&rows[i]);
+	}
+	for(int i = 0; i < 3; i++) imp_entity_clear(&newest[i]);
 	imp_entity_clear(&t);
 }
 

@@ -94,14 +94,15 @@ static void add_columns(sqlbuf *b, const imp_kind *k, const char *prefix)
 	}
 }
 
-static void bind_json(sqlite3_stmt *st, int i, const imp_field *f, const json_t *v)
+static int bind_json(sqlite3_stmt *st, int i, const imp_field *f, const json_t *v)
 {
-	if(!v || json_is_null(v)) sqlite3_bind_null(st, i);
-	else if(json_is_boolean(v)) sqlite3_bind_int(st, i, json_is_true(v));
-	else if(json_is_integer(v)) sqlite3_bind_int64(st, i, json_integer_value(v));
-	else if(json_is_string(v)) sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v), SQLITE_TRANSIENT);
-	else if(f->type == IMP_T_BOOL) sqlite3_bind_int(st, i, 0);
-	else sqlite3_bind_null(st, i);
+	if(!v || json_is_null(v)) return sqlite3_bind_null(st, i);
+	if(json_is_boolean(v)) return sqlite3_bind_int(st, i, json_is_true(v));
+	if(json_is_integer(v)) return sqlite3_bind_int64(st, i, json_integer_value(v));
+	if(json_is_string(v))
+		return sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v), SQLITE_TRANSIENT);
+	if(f->type == IMP_T_BOOL) return sqlite3_bind_int(st, i, 0);
+	return sqlite3_bind_null(st, i);
 }
 
 static json_t *column_json(sqlite3_stmt *st, int i, const imp_field *f)
@@ -202,9 +203,11 @@ static void insert_head(sqlbuf *b, const imp_kind *k, int with_key)
 }
 
 /* Stamps e as created now (its version set by the caller) and binds it as a row of
- * insert_head's columns from parameter at on: doc its document's text, secret or NULL. */
-static void bind_row(sqlite3_stmt *st, int at, const imp_kind *k, imp_entity *e, uint64_t now, const char *doc,
-                     const char *secret)
+ * insert_head's columns from parameter at on: doc its document's text, secret or NULL.
+ * Nonzero when a binding failed (a column's copy out of memory): a statement reused with
+ * its bindings (store__stmt_rebound) would otherwise keep the last row's value there. */
+static int bind_row(sqlite3_stmt *st, int at, const imp_kind *k, imp_entity *e, uint64_t now, const char *doc,
+                    const char *secret)
 {
 	e->created = e->modified = now;
 	e->modified_by = e->created_by;
@@ -218,10 +221,11 @@ static void bind_row(sqlite3_stmt *st, int at, const imp_kind *k, imp_entity *e,
 	sqlite3_bind_text(st, at + 7, doc, -1, SQLITE_STATIC);
 	if(secret) sqlite3_bind_text(st, at + 8, secret, -1, SQLITE_STATIC);
 	else sqlite3_bind_null(st, at + 8);
-	int i = at + INSERT_META;
+	int i = at + INSERT_META, bad = 0;
 	for(const imp_field *f = k->fields; f->name; f++) {
-		if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
+		if(f->column) bad |= bind_json(st, i++, f, json_object_get(e->doc, f->name)) != SQLITE_OK;
 	}
+	return bad;
 }
 
 static void build_insert(sqlbuf *b, const imp_kind *k)
@@ -248,7 +252,11 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 	char *doc = doc_text(k, e->doc);
 	if(!doc) return IMP_ERR_NOMEM;
 	e->version = version;
-	bind_row(st, 1, k, e, imp_now_ms(), doc, secret);
+	if(bind_row(st, 1, k, e, imp_now_ms(), doc, secret)) {
+		sqlite3_reset(st);
+		imp_free(doc);
+		return IMP_ERR_NOMEM;
+	}
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	imp_free(doc);
@@ -303,7 +311,7 @@ static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es
 		}
 		if(e->version <= 0) e->version = 1;
 		sqlite3_bind_int64(st, (int)j * ncols + 1, last + 1 + (int64_t)j);
-		bind_row(st, (int)j * ncols + 2, k, e, now, doc[j], NULL);
+		if(bind_row(st, (int)j * ncols + 2, k, e, now, doc[j], NULL)) rc = IMP_ERR_NOMEM;
 	}
 	if(!rc) rc = store__rc(sqlite3_step(st));
 	if(st) sqlite3_reset(st);
