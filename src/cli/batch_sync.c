@@ -95,14 +95,18 @@ static void wait_room(batch_syncer *s)
 	while(s->has_job) pthread_cond_wait(&s->change, &s->lock);
 }
 
-int batch_syncer_room(batch_syncer *s)
+/* Waits for room (or, idle, for nothing in hand): 0, or -1 once a chunk failed. */
+static int wait_then_status(batch_syncer *s, int idle)
 {
 	pthread_mutex_lock(&s->lock);
-	wait_room(s);
+	if(idle) wait_idle(s);
+	else wait_room(s);
 	int failed = s->failed;
 	pthread_mutex_unlock(&s->lock);
 	return failed ? -1 : 0;
 }
+
+int batch_syncer_room(batch_syncer *s) { return wait_then_status(s, 0); }
 
 int batch_syncer_push(batch_syncer *s, const batch_state *st)
 {
@@ -118,14 +122,7 @@ int batch_syncer_push(batch_syncer *s, const batch_state *st)
 	return failed ? -1 : 0;
 }
 
-int batch_syncer_wait(batch_syncer *s)
-{
-	pthread_mutex_lock(&s->lock);
-	wait_idle(s);
-	int failed = s->failed;
-	pthread_mutex_unlock(&s->lock);
-	return failed ? -1 : 0;
-}
+int batch_syncer_wait(batch_syncer *s) { return wait_then_status(s, 1); }
 
 void batch_syncer_stop(batch_syncer **sp)
 {
