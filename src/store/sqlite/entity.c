@@ -94,13 +94,15 @@ static void add_columns(sqlbuf *b, const imp_kind *k, const char *prefix)
 	}
 }
 
+/* Binds v without copying it: every caller steps the statement while v's document lives
+ * (a copy a string column was a malloc and a memcpy inside the writer, for every row). */
 static int bind_json(sqlite3_stmt *st, int i, const imp_field *f, const json_t *v)
 {
 	if(!v || json_is_null(v)) return sqlite3_bind_null(st, i);
 	if(json_is_boolean(v)) return sqlite3_bind_int(st, i, json_is_true(v));
 	if(json_is_integer(v)) return sqlite3_bind_int64(st, i, json_integer_value(v));
 	if(json_is_string(v))
-		return sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v), SQLITE_TRANSIENT);
+		return sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v), SQLITE_STATIC);
 	if(f->type == IMP_T_BOOL) return sqlite3_bind_int(st, i, 0);
 	return sqlite3_bind_null(st, i);
 }
@@ -204,8 +206,8 @@ static void insert_head(sqlbuf *b, const imp_kind *k, int with_key)
 
 /* Stamps e as created now (its version set by the caller) and binds it as a row of
  * insert_head's columns from parameter at on: doc its document's text, secret or NULL.
- * Nonzero when a binding failed (a column's copy out of memory): a statement reused with
- * its bindings (store__stmt_rebound) would otherwise keep the last row's value there. */
+ * Nonzero when a column's binding failed (too big): a statement reused with its bindings
+ * (store__stmt_rebound) would otherwise keep the last row's value there. */
 static int bind_row(sqlite3_stmt *st, int at, const imp_kind *k, imp_entity *e, uint64_t now, const char *doc,
                     const char *secret)
 {

@@ -45,7 +45,7 @@ imp_status *store__status(imp_db *db);
  * connection owns it: callers reset it after use and never finalize it. */
 sqlite3_stmt *store__stmt(imp_db *db, const char *sql);
 /* store__stmt still bound from its last use, for statements whose every parameter the
- * caller binds again, checking every bind that copies (multi-row inserts: unbinding their
+ * caller binds again, checking the binds of column values (multi-row inserts: unbinding their
  * 2,300 parameters was 1% of a batch). Never for a statement with a parameter left unbound
  * on purpose. */
 sqlite3_stmt *store__stmt_rebound(imp_db *db, const char *sql);
