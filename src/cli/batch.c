@@ -1,9 +1,9 @@
 /* imprint batch: a file of serial numbers in, a file of credential bundles out, through
  * POST /api/v1/devices/batch. Memory stays flat whatever the file's size: the input is read
  * a chunk at a time, each chunk's answer is written, then made durable and recorded in the
- * state file (by batch_sync.c's thread, while the next answer is read) before the chunk
- * after it is written, and no set of serial numbers is kept (the server refuses duplicates
- * under the batch's Idempotency-Key). See docs/manufacturing.md. */
+ * state file (by batch_sync.c's thread, while the next answer is read; at most two chunks
+ * are written and not yet recorded), and no set of serial numbers is kept (the server
+ * refuses duplicates under the batch's Idempotency-Key). See docs/manufacturing.md. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -131,7 +131,7 @@ batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, bat
 
 /* What a batch has made durable: written next to the output as <out>.state, replaced
  * (write, fsync, rename) only after the output it describes is on disk. (The command's own
- * copy runs up to one chunk ahead: written, being made durable.) */
+ * copy runs up to two chunks ahead: written, being made durable or waiting to be.) */
 typedef struct {
 	char name[IMP_NAME_MAX + 1];      /* the Idempotency-Key */
 	char template_id[IMP_UUID_LEN + 1];

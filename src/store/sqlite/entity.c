@@ -206,8 +206,8 @@ static void insert_head(sqlbuf *b, const imp_kind *k, int with_key)
 
 /* Stamps e as created now (its version set by the caller) and binds it as a row of
  * insert_head's columns from parameter at on: doc its document's text, secret or NULL.
- * Nonzero when a column's binding failed (too big): a statement reused with its bindings
- * (store__stmt_rebound) would otherwise keep the last row's value there. */
+ * Nonzero when a column's binding failed (too big): the column would otherwise be stored
+ * as NULL without a word. */
 static int bind_row(sqlite3_stmt *st, int at, const imp_kind *k, imp_entity *e, uint64_t now, const char *doc,
                     const char *secret)
 {
@@ -257,7 +257,7 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
 	if(bind_row(st, 1, k, e, imp_now_ms(), doc, secret)) {
 		sqlite3_reset(st);
 		imp_free(doc);
-		return IMP_ERR_NOMEM;
+		return IMP_ERR_STORE;
 	}
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -313,7 +313,7 @@ static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es
 		}
 		if(e->version <= 0) e->version = 1;
 		sqlite3_bind_int64(st, (int)j * ncols + 1, last + 1 + (int64_t)j);
-		if(bind_row(st, (int)j * ncols + 2, k, e, now, doc[j], NULL)) rc = IMP_ERR_NOMEM;
+		if(bind_row(st, (int)j * ncols + 2, k, e, now, doc[j], NULL)) rc = IMP_ERR_STORE;
 	}
 	if(!rc) rc = store__rc(sqlite3_step(st));
 	if(st) sqlite3_reset(st);
@@ -398,9 +398,14 @@ imp_err imp_db_update(imp_db *db, const imp_kind *k, imp_entity *e, int64_t expe
 	sqlite3_bind_int64(st, 1, (int64_t)now);
 	sqlite3_bind_text(st, 2, e->modified_by.s, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, doc, -1, SQLITE_STATIC);
-	int i = 4;
+	int i = 4, bad = 0;
 	for(const imp_field *f = k->fields; f->name; f++) {
-		if(f->column) bind_json(st, i++, f, json_object_get(e->doc, f->name));
+		if(f->column) bad |= bind_json(st, i++, f, json_object_get(e->doc, f->name)) != SQLITE_OK;
+	}
+	if(bad) {
+		sqlite3_reset(st);
+		imp_free(doc);
+		return IMP_ERR_STORE;
 	}
 	sqlite3_bind_text(st, i++, e->id.s, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, i++, e->account);

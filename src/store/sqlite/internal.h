@@ -45,9 +45,8 @@ imp_status *store__status(imp_db *db);
  * connection owns it: callers reset it after use and never finalize it. */
 sqlite3_stmt *store__stmt(imp_db *db, const char *sql);
 /* store__stmt still bound from its last use, for statements whose every parameter the
- * caller binds again, checking the binds of column values (multi-row inserts: unbinding their
- * 2,300 parameters was 1% of a batch). Never for a statement with a parameter left unbound
- * on purpose. */
+ * caller binds again (multi-row inserts: unbinding their 2,300 parameters was 1% of a
+ * batch). Never for a statement with a parameter left unbound on purpose. */
 sqlite3_stmt *store__stmt_rebound(imp_db *db, const char *sql);
 /* store__stmt for a text whose store__sql_hash the caller kept. */
 sqlite3_stmt *store__stmt_hashed(imp_db *db, const char *sql, uint32_t hash);
