@@ -19,13 +19,14 @@ trap cleanup EXIT
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 # Initialises data directory $1 and serves it without a broker: sets TOKEN (the admin API
-# key), SERVER_PID and URL.
+# key), SERVER_PID and URL. SERVE_WRAP, when set, is a command the server runs under
+# (valgrind).
 start_server() {
   "$IMPRINT" init --data "$1" --json > "$WORK/account.json"
   TOKEN=$(sed -E 's/.*"apiKey":"([^"]+)".*/\1/' "$WORK/account.json")
-  "$IMPRINT" serve --data "$1" --listen 127.0.0.1:0 --no-broker 2> "$WORK/serve.log" &
+  ${SERVE_WRAP:-} "$IMPRINT" serve --data "$1" --listen 127.0.0.1:0 --no-broker 2> "$WORK/serve.log" &
   SERVER_PID=$!
-  for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
+  for _ in $(seq 600); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
   URL=$(sed -nE 's/.*listening on (http[^ ]+).*/\1/p' "$WORK/serve.log" | head -1)
   [ -n "$URL" ] || { echo "bench: server did not start" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 }
