@@ -94,7 +94,7 @@ struct first_creds {
 	int64_t now;
 };
 
-static void bind_first(sqlite3_stmt *st, int at, size_t i, void *arg)
+static int bind_first(sqlite3_stmt *st, int at, size_t i, void *arg)
 {
 	struct first_creds *f = arg;
 	imp_credential *c = f->cs[i];
@@ -107,6 +107,7 @@ static void bind_first(sqlite3_stmt *st, int at, size_t i, void *arg)
 	sqlite3_bind_text(st, at + 5, f->hashes[i], -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, at + 6, f->now);
 	sqlite3_bind_text(st, at + 7, c->created_by.s, -1, SQLITE_STATIC);
+	return 0; /* (binds without a copy of short texts: nothing to fail) */
 }
 
 imp_err imp_db_credentials_first(imp_db *db, imp_credential *const *cs, const char *const *hashes, size_t n)
@@ -376,7 +377,7 @@ struct items {
 	int64_t generation;
 };
 
-static void bind_item(sqlite3_stmt *st, int at, size_t i, void *arg)
+static int bind_item(sqlite3_stmt *st, int at, size_t i, void *arg)
 {
 	struct items *b = arg;
 	sqlite3_bind_int64(st, at, b->account);
@@ -385,6 +386,7 @@ static void bind_item(sqlite3_stmt *st, int at, size_t i, void *arg)
 	sqlite3_bind_int64(st, at + 3, b->lines[i]);
 	sqlite3_bind_int64(st, at + 4, b->keys[i]);
 	sqlite3_bind_int64(st, at + 5, b->generation);
+	return 0;
 }
 
 imp_err imp_db_batch_items_put(imp_db *db, int64_t account, const char *batch, const char *const *serials,

@@ -137,10 +137,12 @@ static sqlite3_stmt *cached_stmt(imp_db *db, const char *sql, uint32_t h, int un
 	return idle ? fill_slot(db, idle, h, sql) : NULL;
 }
 
-char *store__values_sql(const char *head, int ncols, size_t rows, const char *tail)
+/* head (an "INSERT INTO t (a, b)") then " VALUES " and rows groups of ncols parameters:
+ * caller frees with imp_free(); NULL when out of memory. */
+static char *values_sql(const char *head, int ncols, size_t rows)
 {
-	size_t hl = strlen(head), tl = strlen(tail);
-	char *sql = imp_malloc(hl + sizeof " VALUES " + rows * (size_t)(2 * ncols + 2) + tl + 1);
+	size_t hl = strlen(head);
+	char *sql = imp_malloc(hl + sizeof " VALUES " + rows * (size_t)(2 * ncols + 2) + 1);
 	if(!sql) return NULL;
 	memcpy(sql, head, hl);
 	size_t len = hl;
@@ -155,12 +157,12 @@ char *store__values_sql(const char *head, int ncols, size_t rows, const char *ta
 		}
 		sql[len++] = ')';
 	}
-	memcpy(sql + len, tail, tl + 1);
+	sql[len] = '\0';
 	return sql;
 }
 
 imp_err store__insert_rows(imp_db *db, const char *head, int ncols, size_t n,
-                           void (*bind)(sqlite3_stmt *st, int at, size_t i, void *arg), void *arg)
+                           int (*bind)(sqlite3_stmt *st, int at, size_t i, void *arg), void *arg)
 {
 	/* Full statements, then the rest a row at a time: a statement for every size of rest
 	 * would fill the connection's statement cache with shapes seen once. */
@@ -169,14 +171,14 @@ imp_err store__insert_rows(imp_db *db, const char *head, int ncols, size_t n,
 	for(size_t done = 0; !rc && done < n;) {
 		size_t m = n - done >= STORE_ROWS_MAX ? STORE_ROWS_MAX : 1;
 		char **text = &sql[m == 1];
-		if(!*text) *text = store__values_sql(head, ncols, m, "");
+		if(!*text) *text = values_sql(head, ncols, m);
 		sqlite3_stmt *st = *text ? store__stmt_rebound(db, *text) : NULL;
 		if(!st) rc = *text ? IMP_ERR_STORE : IMP_ERR_NOMEM;
-		for(size_t j = 0; !rc && j < m; j++) bind(st, (int)j * ncols + 1, done + j, arg);
-		if(!rc) {
-			rc = store__rc(sqlite3_step(st));
-			sqlite3_reset(st);
+		for(size_t j = 0; !rc && j < m; j++) {
+			if(bind(st, (int)j * ncols + 1, done + j, arg)) rc = IMP_ERR_STORE;
 		}
+		if(!rc) rc = store__rc(sqlite3_step(st));
+		if(st) sqlite3_reset(st);
 		done += m;
 	}
 	imp_free(sql[0]);

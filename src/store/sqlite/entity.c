@@ -2,7 +2,6 @@
  * Column fields live only in their columns; the document holds the rest. */
 #include "store/sqlite/internal.h"
 
-#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -273,9 +272,9 @@ imp_err imp_db_insert_at(imp_db *db, const imp_kind *k, imp_entity *e, const cha
  * cost 13 us inserted alone and 6-8 us in statements of 100 rows (a program inserting
  * 200,000 rows into a fresh store, checkpoints off); 250 rows did no better. */
 
-/* The rows of one statement get their keys from the caller, the next ones after the
- * table's largest (as SQLite gives them, and the writer's transaction holds the table):
- * reading them back with RETURNING cost a quarter more instructions a row. */
+/* The rows get their keys from imp_db_insert_many, the next ones after the table's largest
+ * (as SQLite gives them, and the writer's transaction holds the table): reading them back
+ * with RETURNING cost a quarter more instructions a row. */
 static imp_err last_key(imp_db *db, const imp_kind *k, int64_t *key)
 {
 	sqlbuf b;
@@ -289,51 +288,50 @@ static imp_err last_key(imp_db *db, const imp_kind *k, int64_t *key)
 	return rc == SQLITE_ROW ? IMP_OK : store__rc(rc);
 }
 
-/* One statement inserting the n (at most STORE_ROWS_MAX) entities es, with the keys after
- * last. */
-static imp_err insert_chunk(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n, int64_t last)
+struct entity_rows {
+	const imp_kind *k;
+	imp_entity *const *es;
+	char *const *docs;
+	int64_t last;
+	uint64_t now;
+};
+
+/* Row i: its key (the i-th after last), then as imp_db_insert_at binds it. */
+static int bind_entity(sqlite3_stmt *st, int at, size_t i, void *arg)
 {
-	assert(n <= STORE_ROWS_MAX);
-	int ncols = 1 + INSERT_META;
-	for(const imp_field *f = k->fields; f->name; f++) ncols += f->column != NULL;
-	char *doc[STORE_ROWS_MAX] = {0};
-	sqlbuf head;
-	sb_init(&head);
-	insert_head(&head, k, 1);
-	char *sql = head.overflow ? NULL : store__values_sql(head.s, ncols, n, "");
-	if(!sql) return head.overflow ? IMP_ERR_STORE : IMP_ERR_NOMEM;
-	sqlite3_stmt *st = store__stmt_rebound(db, sql);
-	imp_err rc = st ? IMP_OK : IMP_ERR_STORE;
-	uint64_t now = imp_now_ms();
-	for(size_t j = 0; j < n && !rc; j++) {
-		imp_entity *e = es[j];
-		if(!(doc[j] = doc_text(k, e->doc))) {
-			rc = IMP_ERR_NOMEM;
-			break;
-		}
-		if(e->version <= 0) e->version = 1;
-		sqlite3_bind_int64(st, (int)j * ncols + 1, last + 1 + (int64_t)j);
-		if(bind_row(st, (int)j * ncols + 2, k, e, now, doc[j], NULL)) rc = IMP_ERR_STORE;
-	}
-	if(!rc) rc = store__rc(sqlite3_step(st));
-	if(st) sqlite3_reset(st);
-	for(size_t j = 0; !rc && j < n; j++) es[j]->key = last + 1 + (int64_t)j;
-	for(size_t j = 0; j < n; j++) imp_free(doc[j]);
-	imp_free(sql);
-	return rc;
+	const struct entity_rows *r = arg;
+	imp_entity *e = r->es[i];
+	if(e->version <= 0) e->version = 1;
+	sqlite3_bind_int64(st, at, r->last + 1 + (int64_t)i);
+	return bind_row(st, at + 1, r->k, e, r->now, r->docs[i], NULL);
 }
 
 imp_err imp_db_insert_many(imp_db *db, const imp_kind *k, imp_entity *const *es, size_t n)
 {
 	int64_t last = 0;
-	imp_err rc = n >= STORE_ROWS_MAX ? last_key(db, k, &last) : IMP_OK;
-	size_t done = 0;
-	/* (a table whose keys reach the end of int64 leaves SQLite to pick them: one at a time) */
-	for(; !rc && n - done >= STORE_ROWS_MAX && last < INT64_MAX - STORE_ROWS_MAX; done += STORE_ROWS_MAX) {
-		rc = insert_chunk(db, k, es + done, STORE_ROWS_MAX, last);
-		last += STORE_ROWS_MAX;
+	imp_err rc = n ? last_key(db, k, &last) : IMP_OK;
+	if(rc || n == 0) return rc;
+	if(last > INT64_MAX - (int64_t)n) {
+		/* keys at the end of int64: SQLite picks them, one row at a time */
+		for(size_t i = 0; !rc && i < n; i++) rc = imp_db_insert_at(db, k, es[i], NULL, es[i]->version > 0 ? es[i]->version : 1);
+		return rc;
 	}
-	for(; !rc && done < n; done++) rc = imp_db_insert_at(db, k, es[done], NULL, es[done]->version > 0 ? es[done]->version : 1);
+	char **docs = imp_calloc(n, sizeof *docs);
+	if(!docs) return IMP_ERR_NOMEM;
+	for(size_t i = 0; i < n && !rc; i++) {
+		if(!(docs[i] = doc_text(k, es[i]->doc))) rc = IMP_ERR_NOMEM;
+	}
+	sqlbuf head;
+	sb_init(&head);
+	insert_head(&head, k, 1);
+	if(!rc && head.overflow) rc = IMP_ERR_STORE;
+	int ncols = 1 + INSERT_META;
+	for(const imp_field *f = k->fields; f->name; f++) ncols += f->column != NULL;
+	struct entity_rows rows = {k, es, docs, last, imp_now_ms()};
+	if(!rc) rc = store__insert_rows(db, head.s, ncols, n, bind_entity, &rows);
+	for(size_t i = 0; !rc && i < n; i++) es[i]->key = last + 1 + (int64_t)i;
+	for(size_t i = 0; i < n; i++) imp_free(docs[i]);
+	imp_free(docs);
 	return rc;
 }
 

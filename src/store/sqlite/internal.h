@@ -54,15 +54,14 @@ uint32_t store__sql_hash(const char *sql);
 imp_err store__rc(int sqlite_rc);
 imp_err store__exec(imp_db *db, const char *sql);
 
-/* Rows a multi-row INSERT takes (entity.c says why there are such, above insert_chunk). */
+/* Rows a multi-row INSERT takes (entity.c says why there are such, above
+ * imp_db_insert_many). */
 #define STORE_ROWS_MAX 100
-/* head (an "INSERT INTO t (a, b)") then " VALUES " and rows groups of ncols parameters,
- * then tail (or ""): caller frees with imp_free(); NULL when out of memory. */
-char *store__values_sql(const char *head, int ncols, size_t rows, const char *tail);
-/* Inserts n rows with head (as store__values_sql takes it), STORE_ROWS_MAX a statement and
- * the rest a row at a time: bind(st, at, i, arg) binds row i's ncols values from parameter
- * at on. */
+/* Inserts n rows with head (an "INSERT INTO t (a, b)" of ncols columns), STORE_ROWS_MAX a
+ * statement and the rest a row at a time: bind(st, at, i, arg) binds every one of row i's
+ * ncols values from parameter at on (the statement keeps its last bindings), nonzero when
+ * a bind failed. */
 imp_err store__insert_rows(imp_db *db, const char *head, int ncols, size_t n,
-                           void (*bind)(sqlite3_stmt *st, int at, size_t i, void *arg), void *arg);
+                           int (*bind)(sqlite3_stmt *st, int at, size_t i, void *arg), void *arg);
 
 #endif
