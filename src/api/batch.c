@@ -198,8 +198,7 @@ static void prep_line(batch *b, size_t i, int64_t line)
 		goto early;
 	}
 	json_error_t jerr;
-	s->body = imp_json_load_flat(text, len);
-	if(!s->body) s->body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	s->body = imp_json_load(text, len, &jerr);
 	if(!s->body || !json_is_object(s->body)) {
 		rc = api_fail(r, IMP_ERR_BAD_REQUEST, "invalid_json", NULL,
 		              s->body ? "the line must be a JSON object" : "the line is not valid JSON (at character %d)",

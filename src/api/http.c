@@ -119,8 +119,7 @@ json_t *api_body_object(imp_req *r)
 		api_fail(r, IMP_ERR_BAD_REQUEST, "malformed_json", NULL, "the request needs a JSON object body");
 		return NULL;
 	}
-	json_t *o = imp_json_load_flat(r->body, r->body_len);
-	if(!o) o = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+	json_t *o = imp_json_load(r->body, r->body_len, &je);
 	if(!o) {
 		/* jansson's text names the problem and position, never more than a few bytes of
 		 * input; keep only the position, as bodies may carry secrets. */

@@ -260,3 +260,9 @@ other:
 	json_decref(o);
 	return NULL;
 }
+
+json_t *imp_json_load(const char *text, size_t len, json_error_t *err)
+{
+	json_t *o = imp_json_load_flat(text, len);
+	return o ? o : json_loadb(text, len, JSON_REJECT_DUPLICATES, err);
+}

@@ -42,5 +42,8 @@ void imp_jtext_int(imp_jtext *t, long long v);
  * for the text taken here: json_loadb(text, len, JSON_REJECT_DUPLICATES, ...). A batch line
  * is nearly always such an object, and this reads it in a fifth of jansson's time. */
 json_t *imp_json_load_flat(const char *text, size_t len);
+/* A JSON text as the API reads bodies and batch lines: imp_json_load_flat, else jansson
+ * (duplicate keys refused; err says where it failed). */
+json_t *imp_json_load(const char *text, size_t len, json_error_t *err);
 
 #endif
