@@ -96,8 +96,7 @@ typedef struct {
 	int guess_new;
 	/* write_guessed's rows, stored together */
 	imp_entity *new_devices[GROUP_LINES];
-	const char *item_serials[GROUP_LINES];
-	int64_t item_lines[GROUP_LINES], item_keys[GROUP_LINES];
+	imp_batch_item items[GROUP_LINES];
 	imp_credential *creds[GROUP_LINES];
 	const char *cred_hashes[GROUP_LINES];
 } batch;
@@ -126,16 +125,22 @@ static imp_err template_method(batch *b, const char *tid)
 	return IMP_OK;
 }
 
-/* The device of a serial number made before under this batch name, at this line. */
-static imp_err existing_device(batch *b, json_t *body, int64_t key, imp_entity *e)
+/* The device of a serial number made before under this batch name, at this line: the
+ * device of that key, if it is still the one made then (the same id: a device made later
+ * takes the key of a deleted one that had the largest). */
+static imp_err existing_device(batch *b, json_t *body, const imp_batch_found *seen, imp_entity *e)
 {
 	imp_req *r = b->r;
-	imp_err rc = imp_db_get_by_key(r->db, &imp_kind_device, r->who.account, key, e);
+	imp_err rc = imp_db_get_by_key(r->db, &imp_kind_device, r->who.account, seen->device_key, e);
+	if(rc == IMP_OK && strcmp(e->id.s, seen->device_id.s) != 0) {
+		imp_entity_clear(e);
+		rc = IMP_ERR_NOT_FOUND;
+	}
 	if(rc == IMP_ERR_NOT_FOUND)
 		return api_fail(r, IMP_ERR_CONFLICT, "device_deleted", "serialNumber",
 		                "the device this batch made for this serial number has been deleted");
 	if(rc) return rc;
-	/* The same serial number, as a second guard beside forgetting deleted devices' items. */
+	/* The same serial number, as a second guard. */
 	const char *serial = json_string_value(json_object_get(body, "serialNumber"));
 	const char *stored = json_string_value(json_object_get(e->doc, "serialNumber"));
 	if(!serial || !stored || strcmp(serial, stored) != 0)
@@ -288,16 +293,16 @@ static imp_err write_line(batch *b, size_t i, int64_t line)
 	imp_err rc;
 	if(s->state == LINE_EARLY_ERR) return IMP_OK;
 	const char *serial = json_string_value(json_object_get(s->body, "serialNumber"));
-	int64_t seen_line = 0, key = 0, seen_gen = 0;
+	imp_batch_found seen = {0};
 	rc = serial && strlen(serial) <= IMP_SERIAL_MAX * 4
-	         ? imp_db_batch_item_get(r->db, r->who.account, b->name, serial, &seen_line, &key, &seen_gen)
+	         ? imp_db_batch_item_get(r->db, r->who.account, b->name, serial, &seen)
 	         : IMP_ERR_NOT_FOUND;
-	if(rc == IMP_OK && seen_line != line) {
+	if(rc == IMP_OK && seen.line != line) {
 		rc = api_fail(r, IMP_ERR_CONFLICT, "duplicate_serial", "serialNumber",
-		              "this serialNumber is at line %lld of this batch already", (long long)seen_line);
+		              "this serialNumber is at line %lld of this batch already", (long long)seen.line);
 		goto fail;
 	}
-	if(rc == IMP_OK && seen_gen > b->generation) {
+	if(rc == IMP_OK && seen.generation > b->generation) {
 		/* A killed client's request, arriving after its rerun handled the line: the
 		 * rerun's credential stands, and this answer goes nowhere. */
 		rc = api_fail(r, IMP_ERR_CONFLICT, "superseded", "Idempotency-Generation",
@@ -308,10 +313,10 @@ static imp_err write_line(batch *b, size_t i, int64_t line)
 		renewed = 1;
 		s->fresh = 0;
 		imp_entity_clear(&s->e);
-		if(b->generation > seen_gen &&
+		if(b->generation > seen.generation &&
 		   (rc = imp_db_batch_item_touch(r->db, r->who.account, b->name, serial, b->generation)))
 			goto fail;
-		if((rc = existing_device(b, s->body, key, &s->e))) goto fail;
+		if((rc = existing_device(b, s->body, &seen, &s->e))) goto fail;
 	} else if(rc == IMP_ERR_NOT_FOUND) {
 		if(s->state == LINE_PREP_ERR) {
 			/* the new device's own fault, found in pass one: that is the answer */
@@ -321,7 +326,8 @@ static imp_err write_line(batch *b, size_t i, int64_t line)
 		}
 		imp_insert_opts opts = {.refs = &b->refs, .version = s->fresh ? 2 : 0};
 		if((rc = imp_res_insert_prepared(r, &imp_res_device, &opts, &s->e))) goto fail;
-		if(serial && (rc = imp_db_batch_item_put(r->db, r->who.account, b->name, serial, line, s->e.key, b->generation)))
+		imp_batch_item item = {serial, s->e.id.s, line, s->e.key};
+		if(serial && (rc = imp_db_batch_items_put(r->db, r->who.account, b->name, &item, b->generation, 1)))
 			goto fail;
 	} else {
 		goto fail;
@@ -428,9 +434,7 @@ static imp_err write_guessed(batch *b, int64_t first, int *redo)
 		if(s->state == LINE_EARLY_ERR) continue;
 		const char *serial = json_string_value(json_object_get(s->body, "serialNumber"));
 		if(serial) {
-			b->item_serials[ni] = serial;
-			b->item_lines[ni] = first + (int64_t)i;
-			b->item_keys[ni++] = s->e.key;
+			b->items[ni++] = (imp_batch_item){serial, s->e.id.s, first + (int64_t)i, s->e.key};
 		}
 		if(b->credentials && s->fresh) {
 			imp_cred_password_fill(r, "device", s->e.id.s, &s->cred_id, &s->c);
@@ -438,8 +442,7 @@ static imp_err write_guessed(batch *b, int64_t first, int *redo)
 			b->cred_hashes[nc++] = s->hash;
 		}
 	}
-	if((rc = imp_db_batch_items_put(r->db, r->who.account, b->name, b->item_serials, b->item_lines, b->item_keys,
-	                                b->generation, ni)) ||
+	if((rc = imp_db_batch_items_put(r->db, r->who.account, b->name, b->items, b->generation, ni)) ||
 	   (rc = imp_db_credentials_first(r->db, b->creds, b->cred_hashes, nc)))
 		goto failed;
 	for(size_t i = 0; i < b->np; i++) {

@@ -248,11 +248,11 @@ static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *
 }
 
 /* A deleted device's credential goes with it, in the same transaction, and its live MQTT
- * session with it (change feed). */
+ * session with it (change feed). Its batch items stay: they name it by id, so a resumed
+ * batch answers device_deleted (src/api/batch.c). */
 static imp_err device_before_delete(imp_req *r, const imp_entity *e)
 {
 	imp_err rc = imp_db_credential_delete_of(r->db, e->account, e->id.s);
-	if(!rc) rc = imp_db_batch_items_forget(r->db, e->account, e->key);
 	return rc ? rc : imp_db_change(r->db, e->id.s, "delete");
 }
 

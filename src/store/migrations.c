@@ -144,6 +144,16 @@ static const char *const MIGRATIONS[] = {
 	/* 10: expired association codes are pruned a few at a time as new ones are made
 	 * (imp_db_assoc_code_put); this finds them without reading the table. */
 	"CREATE INDEX association_codes_expires ON association_codes (expires);",
+
+	/* 11: a batch item names its device by id as well as by key. A device whose key was
+	 * taken by a later one (SQLite reuses the largest key once it is deleted) no longer
+	 * matches, so deleting a device need not find and mark its items, and the index that
+	 * found them goes: one b-tree fewer to write for every device a batch makes, 5% of a
+	 * batch's time (bench/README.md). Items marked before (device_key 0) keep no id. */
+	"ALTER TABLE batch_items ADD COLUMN device_id TEXT;"
+	"UPDATE batch_items SET device_id = (SELECT id FROM devices WHERE devices.key = batch_items.device_key)"
+	"  WHERE device_key != 0;"
+	"DROP INDEX batch_items_device;",
 };
 
 const char *const *imp_migrations(int *count)

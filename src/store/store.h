@@ -425,18 +425,26 @@ imp_err imp_db_device_activate(imp_db *db, int64_t account, const char *id, cons
 imp_err imp_db_device_set_disabled(imp_db *db, int64_t account, const char *id, int disabled, const char *actor,
                                    int *changed);
 
-/* Batches: the device a serial number got under batch name, at which line, and the
+/* Batches: what a serial number made under a batch name: the device (its key, and its id,
+ * which tells a device that took the key of a deleted one apart), at which line, and the
  * generation of the request that last gave it a credential (see src/api/batch.c). */
-imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t *line,
-                              int64_t *device_key, int64_t *generation);
-/* n batch items at once (multi-row statements, as imp_db_credentials_first): serials[i] at
- * lines[i] made the device of key keys[i]. IMP_ERR_CONFLICT when a serial is there already. */
-imp_err imp_db_batch_items_put(imp_db *db, int64_t account, const char *batch, const char *const *serials,
-                               const int64_t *lines, const int64_t *keys, int64_t generation, size_t n);
-imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,
-                              int64_t device_key, int64_t generation);
-/* Marks the batch items of a device being deleted (resuming then answers device_deleted). */
-imp_err imp_db_batch_items_forget(imp_db *db, int64_t account, int64_t device_key);
+typedef struct {
+	const char *serial;
+	const char *device_id;
+	int64_t line, device_key;
+} imp_batch_item;
+
+typedef struct {
+	imp_id device_id;      /* empty for an item of a device deleted before migration 11 */
+	int64_t line, device_key, generation;
+} imp_batch_found;
+
+imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial,
+                              imp_batch_found *out);
+/* n batch items at once (multi-row statements, as imp_db_credentials_first).
+ * IMP_ERR_CONFLICT when a serial is there already. */
+imp_err imp_db_batch_items_put(imp_db *db, int64_t account, const char *batch, const imp_batch_item *items,
+                               int64_t generation, size_t n);
 imp_err imp_db_batch_item_touch(imp_db *db, int64_t account, const char *batch, const char *serial,
                                 int64_t generation);
 /* The entity of kind k with internal key key, in account. NOT_FOUND. */

@@ -1052,6 +1052,32 @@ static void resumption(void **state)
 	free(six.p);
 	assert_int_equal(count_serial("R-6"), 1); /* run-2's only */
 
+	/* The batch's newest device deleted, a device made next takes its key (SQLite reuses the
+	 * largest): with the same serial number and template it is still not the batch's. */
+	sbuf last = {0};
+	good_line(&last, PW, "R-last");
+	t = run("credentials=true", "Idempotency-Key: run-3", &last);
+	ok_line(&t, 0, 1, 1);
+	snprintf(path, sizeof path, "/api/v1/devices/%s", id_of(&t, 0));
+	bresp_free(&t);
+	d = api("DELETE", path, NULL);
+	check_resp(&d, 204, NULL, NULL, "delete R-last");
+	h_resp_free(&d);
+	char body[256];
+	snprintf(body, sizeof body, "{\"deviceTemplateId\":\"%s\",\"serialNumber\":\"R-last\"}", PW);
+	json_t *later = create("/api/v1/devices", "device", body, NULL);
+	t = run("credentials=true", "Idempotency-Key: run-3", &last);
+	err_line(&t, 0, 1, "device_deleted", "serialNumber");
+	bresp_free(&t);
+	free(last.p);
+	snprintf(path, sizeof path, "/api/v1/devices/%s", json_string_value(json_object_get(later, "id")));
+	d = api("GET", path, NULL);
+	check_resp(&d, 200, NULL, NULL, "the later device");
+	assert_string_equal(h_str(&d, "device.provisioningState"), "defined"); /* no credential given */
+	h_resp_free(&d);
+	json_decref(later);
+	assert_int_equal(count_serial("R-last"), 1);
+
 	bresp_free(&first);
 	bresp_free(&again);
 	free(b.p);

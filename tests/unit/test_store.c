@@ -248,6 +248,53 @@ static void test_open_and_migrations(void **state)
 	assert_null(s);
 }
 
+/* Migration 11 on a store of version 10: a batch item gets its device's id, an item
+ * marked for a deleted device (device_key 0) gets none, and the device_key index goes. */
+static void test_migration_batch_item_ids(void **state)
+{
+	ctx *c = *state;
+	char path[256];
+	snprintf(path, sizeof path, "%s/v10.db", c->dir);
+	int count;
+	const char *const *m = imp_migrations(&count);
+	assert_true(count >= 11);
+	sqlite3 *conn;
+	assert_int_equal(sqlite3_open(path, &conn), SQLITE_OK);
+	for(int i = 0; i < 10; i++) assert_int_equal(sqlite3_exec(conn, m[i], NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(conn,
+		"PRAGMA user_version=10;"
+		"INSERT INTO accounts (key, id, created) VALUES (1, '01900000-0000-7000-8000-000000000001', 0);"
+		"INSERT INTO devices (key, id, account, version, created, modified, doc, template_id, serial, state)"
+		"  VALUES (7, '01900000-0000-7000-8000-000000000007', 1, 1, 0, 0, '{}', 't', 'S-7', 'defined');"
+		"INSERT INTO batch_items (account, batch, serial, line, device_key) VALUES (1, 'k:b', 'S-7', 1, 7);"
+		"INSERT INTO batch_items (account, batch, serial, line, device_key) VALUES (1, 'k:b', 'S-8', 2, 0);",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(conn);
+
+	imp_store *s = NULL;
+	assert_int_equal(imp_store_open(path, 0, &s), IMP_OK);
+	assert_int_equal(user_version(path), count);
+	imp_db *db = imp_store_db(s);
+	imp_batch_found seen;
+	assert_int_equal(imp_db_batch_item_get(db, 1, "k:b", "S-7", &seen), IMP_OK);
+	assert_int_equal(seen.device_key, 7);
+	assert_string_equal(seen.device_id.s, "01900000-0000-7000-8000-000000000007");
+	assert_int_equal(imp_db_batch_item_get(db, 1, "k:b", "S-8", &seen), IMP_OK);
+	assert_int_equal(seen.device_key, 0);
+	assert_string_equal(seen.device_id.s, "");
+	assert_int_equal(imp_db_batch_item_get(db, 1, "k:b", "S-9", &seen), IMP_ERR_NOT_FOUND);
+	imp_store_close(&s);
+
+	assert_int_equal(sqlite3_open_v2(path, &conn, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(conn, "SELECT count(*) FROM sqlite_master WHERE name = 'batch_items_device'",
+	                                    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	sqlite3_finalize(st);
+	sqlite3_close(conn);
+}
+
 static void test_accounts(void **state)
 {
 	ctx *c = *state;
@@ -442,13 +489,12 @@ static void test_insert_many(void **state)
 	/* Their batch items and first credentials, the same way; a serial number or an entity
 	 * given twice is a conflict. */
 	static const char *serials[N], *hashes[N];
-	static int64_t lines[N], keys[N];
+	static imp_batch_item items[N];
 	static imp_credential creds[N];
 	imp_credential *cs[N];
 	for(int i = 0; i < N; i++) {
 		serials[i] = doc_str(rows[i].doc, "serialNumber");
-		lines[i] = i + 1;
-		keys[i] = rows[i].key;
+		items[i] = (imp_batch_item){serials[i], rows[i].id.s, i + 1, rows[i].key};
 		hashes[i] = i % 2 ? "hash-odd" : "hash-even";
 		memset(&creds[i], 0, sizeof creds[i]);
 		assert_int_equal(imp_id_new(&creds[i].id), IMP_OK);
@@ -459,21 +505,22 @@ static void test_insert_many(void **state)
 		creds[i].created_by = c->actor;
 		cs[i] = &creds[i];
 	}
-	assert_int_equal(imp_db_batch_items_put(c->db, c->acct_a, "k:many", serials, lines, keys, 3, N), IMP_OK);
+	assert_int_equal(imp_db_batch_items_put(c->db, c->acct_a, "k:many", items, 3, N), IMP_OK);
 	assert_int_equal(imp_db_credentials_first(c->db, cs, hashes, N), IMP_OK);
 	for(int i = 0; i < N; i += 13) {
-		int64_t line = 0, key = 0, gen = 0;
-		assert_int_equal(imp_db_batch_item_get(c->db, c->acct_a, "k:many", serials[i], &line, &key, &gen), IMP_OK);
-		assert_int_equal(line, i + 1);
-		assert_int_equal(key, rows[i].key);
-		assert_int_equal(gen, 3);
+		imp_batch_found seen;
+		assert_int_equal(imp_db_batch_item_get(c->db, c->acct_a, "k:many", serials[i], &seen), IMP_OK);
+		assert_int_equal(seen.line, i + 1);
+		assert_int_equal(seen.device_key, rows[i].key);
+		assert_string_equal(seen.device_id.s, rows[i].id.s);
+		assert_int_equal(seen.generation, 3);
 		imp_credential got_c;
 		assert_int_equal(imp_db_credential_of(c->db, c->acct_a, rows[i].id.s, &got_c), IMP_OK);
 		assert_string_equal(got_c.id.s, creds[i].id.s);
 		assert_string_equal(got_c.method, "password");
 		imp_credential_clear(&got_c);
 	}
-	assert_int_equal(imp_db_batch_items_put(c->db, c->acct_a, "k:many", serials + N - 1, lines, keys, 3, 1),
+	assert_int_equal(imp_db_batch_items_put(c->db, c->acct_a, "k:many", items + N - 1, 3, 1),
 	                 IMP_ERR_CONFLICT);
 	assert_int_equal(imp_db_credentials_first(c->db, cs + 5, hashes, 1), IMP_ERR_CONFLICT);
 	for(int i = 0; i < N; i++) imp_entity_clear(&rows[i]);
@@ -1996,6 +2043,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_and_migrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_batch_item_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_template_crud, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_crud, setup, teardown),

@@ -226,19 +226,6 @@ imp_err imp_db_credential_delete(imp_db *db, int64_t account, const char *id)
 	return entity[0] ? imp_db_change(db, entity, "revoke") : IMP_ERR_NOT_FOUND;
 }
 
-imp_err imp_db_batch_items_forget(imp_db *db, int64_t account, int64_t device_key)
-{
-	/* Kept as a tombstone (key 0 is never a device's): resuming the batch then says the
-	 * device was deleted instead of making it again, or finding a reused key. */
-	sqlite3_stmt *st = store__stmt(db, "UPDATE batch_items SET device_key = 0 WHERE device_key = ? AND account = ?");
-	if(!st) return IMP_ERR_STORE;
-	sqlite3_bind_int64(st, 1, device_key);
-	sqlite3_bind_int64(st, 2, account);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return store__rc(rc);
-}
-
 imp_err imp_db_credential_delete_of(imp_db *db, int64_t account, const char *entity_id)
 {
 	sqlite3_stmt *st = store__stmt(db, "DELETE FROM credentials WHERE entity_id = ? AND account = ?");
@@ -351,19 +338,21 @@ imp_err imp_db_device_set_disabled(imp_db *db, int64_t account, const char *id, 
 	return r == SQLITE_ROW ? IMP_OK : r == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(r);
 }
 
-imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t *line,
-                              int64_t *device_key, int64_t *generation)
+imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, const char *serial,
+                              imp_batch_found *out)
 {
-	sqlite3_stmt *st = store__stmt(db, "SELECT line, device_key, generation FROM batch_items WHERE account = ? AND batch = ? AND serial = ?");
+	sqlite3_stmt *st = store__stmt(db, "SELECT line, device_key, generation, device_id FROM batch_items"
+	                                   " WHERE account = ? AND batch = ? AND serial = ?");
 	if(!st) return IMP_ERR_STORE;
 	sqlite3_bind_int64(st, 1, account);
 	sqlite3_bind_text(st, 2, batch, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if(rc == SQLITE_ROW) {
-		*line = sqlite3_column_int64(st, 0);
-		*device_key = sqlite3_column_int64(st, 1);
-		*generation = sqlite3_column_int64(st, 2);
+		out->line = sqlite3_column_int64(st, 0);
+		out->device_key = sqlite3_column_int64(st, 1);
+		out->generation = sqlite3_column_int64(st, 2);
+		text_into(out->device_id.s, sizeof out->device_id.s, st, 3);
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? IMP_OK : rc == SQLITE_DONE ? IMP_ERR_NOT_FOUND : store__rc(rc);
@@ -372,46 +361,29 @@ imp_err imp_db_batch_item_get(imp_db *db, int64_t account, const char *batch, co
 struct items {
 	int64_t account;
 	const char *batch;
-	const char *const *serials;
-	const int64_t *lines, *keys;
+	const imp_batch_item *items;
 	int64_t generation;
 };
 
 static int bind_item(sqlite3_stmt *st, int at, size_t i, void *arg)
 {
 	struct items *b = arg;
+	const imp_batch_item *it = &b->items[i];
 	sqlite3_bind_int64(st, at, b->account);
 	sqlite3_bind_text(st, at + 1, b->batch, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, at + 2, b->serials[i], -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, at + 3, b->lines[i]);
-	sqlite3_bind_int64(st, at + 4, b->keys[i]);
+	sqlite3_bind_text(st, at + 2, it->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, at + 3, it->line);
+	sqlite3_bind_int64(st, at + 4, it->device_key);
 	sqlite3_bind_int64(st, at + 5, b->generation);
-	return 0;
+	return sqlite3_bind_text(st, at + 6, it->device_id, -1, SQLITE_STATIC) != SQLITE_OK;
 }
 
-imp_err imp_db_batch_items_put(imp_db *db, int64_t account, const char *batch, const char *const *serials,
-                               const int64_t *lines, const int64_t *keys, int64_t generation, size_t n)
+imp_err imp_db_batch_items_put(imp_db *db, int64_t account, const char *batch, const imp_batch_item *items,
+                               int64_t generation, size_t n)
 {
-	struct items b = {account, batch, serials, lines, keys, generation};
-	return store__insert_rows(db, "INSERT INTO batch_items (account, batch, serial, line, device_key, generation)", 6, n,
-	                          bind_item, &b);
-}
-
-imp_err imp_db_batch_item_put(imp_db *db, int64_t account, const char *batch, const char *serial, int64_t line,
-                              int64_t device_key, int64_t generation)
-{
-	sqlite3_stmt *st = store__stmt(db, "INSERT INTO batch_items (account, batch, serial, line, device_key, generation)"
-	                                   " VALUES (?, ?, ?, ?, ?, ?)");
-	if(!st) return IMP_ERR_STORE;
-	sqlite3_bind_int64(st, 1, account);
-	sqlite3_bind_text(st, 2, batch, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, line);
-	sqlite3_bind_int64(st, 5, device_key);
-	sqlite3_bind_int64(st, 6, generation);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return store__rc(rc);
+	struct items b = {account, batch, items, generation};
+	return store__insert_rows(db, "INSERT INTO batch_items (account, batch, serial, line, device_key, generation, device_id)",
+	                          7, n, bind_item, &b);
 }
 
 imp_err imp_db_batch_item_touch(imp_db *db, int64_t account, const char *batch, const char *serial,
