@@ -38,5 +38,5 @@ for n in $SIZES; do
       n, n / (t1 - t0), t1 - t0, (c1 - c0) * 1e6 / n, hwm, (cu + cs) * 1e6 / n, ckb / 1024, lines }'
   tail -1 "$WORK/cli.log"
   stop_server
-  rm -rf "$DATA" "$OUT" "$OUT.state"
+  [ -n "${KEEP:-}" ] || rm -rf "$DATA" "$OUT" "$OUT.state"
 done

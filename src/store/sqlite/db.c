@@ -217,7 +217,7 @@ static imp_err db_open(const char *path, int flags, imp_db **out)
 	pthread_once(&config_once, config_sqlite);
 	imp_db *db = imp_calloc(1, sizeof *db);
 	if(!db) return IMP_ERR_NOMEM;
-	if(sqlite3_open_v2(path, &db->conn, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+	if(sqlite3_open_v2(path, &db->conn, flags | SQLITE_OPEN_NOMUTEX, store__vfs()) != SQLITE_OK) {
 		sqlite3_close(db->conn);
 		imp_free(db);
 		return IMP_ERR_STORE;

@@ -41,6 +41,10 @@ void store__feed_done(imp_db *db);
 /* The store's connection-status map (read), NULL on a standalone connection. */
 imp_status *store__status(imp_db *db);
 
+/* The name of the store's VFS (walbuf.c: SQLite's own, with each commit's WAL writes
+ * gathered into one), or NULL for SQLite's default should it fail to register. */
+const char *store__vfs(void);
+
 /* The cached prepared statement for sql, reset and unbound; NULL on failure. The
  * connection owns it: callers reset it after use and never finalize it. */
 sqlite3_stmt *store__stmt(imp_db *db, const char *sql);

@@ -1,0 +1,167 @@
+/* Unit tests for src/store/sqlite/walbuf.c, the store's VFS that gathers a commit's WAL
+ * writes: a commit is in the file when COMMIT returns (another connection, and a process
+ * killed right after, see it); a transaction that spilled frames and rolled back never
+ * writes them over frames another writer committed meanwhile. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/sqlite/internal.h"
+
+/* n rows of one blob of size bytes each, for INSERT INTO t (v) ... */
+#define ROWS(n, size) " WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < " #n ") SELECT randomblob(" #size ") FROM s"
+
+typedef struct {
+	char dir[64], path[96];
+} ctx;
+
+static int setup(void **state)
+{
+	ctx *c = calloc(1, sizeof *c);
+	assert_non_null(c);
+	snprintf(c->dir, sizeof c->dir, "/tmp/imp-unit-walbuf-XXXXXX");
+	assert_non_null(mkdtemp(c->dir));
+	snprintf(c->path, sizeof c->path, "%s/w.db", c->dir);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	ctx *c = *state;
+	static const char *const names[] = {"w.db", "w.db-wal", "w.db-shm", NULL};
+	char p[160];
+	for(int i = 0; names[i]; i++) {
+		snprintf(p, sizeof p, "%s/%s", c->dir, names[i]);
+		unlink(p);
+	}
+	rmdir(c->dir);
+	free(c);
+	return 0;
+}
+
+/* A connection through the store's VFS (vfs 1) or SQLite's default (0). */
+static sqlite3 *conn(const ctx *c, int vfs)
+{
+	sqlite3 *db = NULL;
+	const char *name = vfs ? store__vfs() : NULL;
+	if(vfs) assert_non_null(name);
+	assert_int_equal(sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, name), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
+static void exec(sqlite3 *db, const char *sql) { assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK); }
+
+static long long one(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	long long v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void assert_intact(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+}
+
+/* Each commit, small and past the buffer's 8 MiB, is read at once by another connection. */
+static void test_commits_are_visible(void **state)
+{
+	ctx *c = *state;
+	sqlite3 *w = conn(c, 1), *r = conn(c, 0);
+	exec(w, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)");
+	for(int i = 1; i <= 50; i++) {
+		exec(w, "INSERT INTO t (v) VALUES (randomblob(300))");
+		assert_int_equal(one(r, "SELECT count(*) FROM t"), i);
+	}
+	exec(w, "BEGIN; INSERT INTO t (v)" ROWS(12000, 1000) "; COMMIT");
+	assert_int_equal(one(r, "SELECT count(*) FROM t"), 12050);
+	assert_intact(r);
+	sqlite3_close(w);
+	sqlite3_close(r);
+}
+
+/* A transaction too big for the page cache writes frames before its end; rolled back,
+ * those frames stay in the buffer. Another writer then commits at that place in the WAL:
+ * the next commit of the first connection must not write the old frames over it. */
+static void test_rollback_never_overwrites(void **state)
+{
+	ctx *c = *state;
+	sqlite3 *w = conn(c, 1), *other = conn(c, 0);
+	exec(w, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB); PRAGMA cache_size=20");
+	exec(w, "INSERT INTO t (v) VALUES (randomblob(100))");
+	exec(w, "BEGIN; INSERT INTO t (v)" ROWS(2000, 500) "; ROLLBACK");
+	exec(other, "BEGIN; INSERT INTO t (v)" ROWS(300, 500) "; COMMIT");
+	exec(w, "INSERT INTO t (v) VALUES (randomblob(100))");
+	/* and with the WAL started over first: undoing the transaction then reads its pages
+	 * back from the database file, not the WAL, so nothing in between writes the buffer */
+	exec(w, "PRAGMA wal_checkpoint(TRUNCATE)");
+	exec(w, "BEGIN; INSERT INTO t (v)" ROWS(2000, 500) "; ROLLBACK");
+	exec(other, "BEGIN; INSERT INTO t (v)" ROWS(300, 500) "; COMMIT");
+	exec(w, "INSERT INTO t (v) VALUES (randomblob(100))");
+	/* and once more with a read on the first connection in between */
+	exec(w, "BEGIN; INSERT INTO t (v)" ROWS(2000, 500) "; ROLLBACK");
+	exec(other, "BEGIN; INSERT INTO t (v)" ROWS(300, 500) "; COMMIT");
+	assert_int_equal(one(w, "SELECT count(*) FROM t"), 903);
+	exec(w, "INSERT INTO t (v) VALUES (randomblob(100))");
+	sqlite3_close(w);
+	sqlite3_close(other);
+	sqlite3 *fresh = conn(c, 0);
+	assert_int_equal(one(fresh, "SELECT count(*) FROM t"), 904);
+	assert_intact(fresh);
+	exec(fresh, "PRAGMA wal_checkpoint(TRUNCATE)");
+	assert_intact(fresh);
+	assert_int_equal(one(fresh, "SELECT count(*) FROM t"), 904);
+	sqlite3_close(fresh);
+}
+
+/* A process killed right after COMMIT returned: its commit is in the file. */
+static void test_kill_after_commit(void **state)
+{
+	ctx *c = *state;
+	sqlite3 *setup_db = conn(c, 0);
+	exec(setup_db, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)");
+	sqlite3_close(setup_db);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if(pid == 0) {
+		sqlite3 *w = conn(c, 1);
+		int ok = sqlite3_exec(w, "BEGIN; INSERT INTO t (v)" ROWS(700, 200) "; COMMIT",
+		                      NULL, NULL, NULL) == SQLITE_OK;
+		if(ok) raise(SIGKILL);
+		_exit(3);
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	sqlite3 *r = conn(c, 0);
+	assert_int_equal(one(r, "SELECT count(*) FROM t"), 700);
+	assert_intact(r);
+	sqlite3_close(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_commits_are_visible, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_never_overwrites, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_after_commit, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
