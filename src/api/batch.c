@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,6 +69,7 @@ typedef struct {
 	char name[BATCH_NAME_MAX + 3];  /* "k:" or "a:", then the key */
 	int64_t generation;      /* Idempotency-Generation, 0 when absent */
 	int credentials;
+	int minimal;             /* Prefer: return=minimal (see answer_line) */
 	int64_t line;            /* number of the line being read */
 	/* Text of the waiting lines, then the line being read. */
 	char *arena;
@@ -344,9 +346,28 @@ fail:
 	return IMP_OK;
 }
 
+/* A device's id, serial number, state and version: the device of a minimal answer. */
+static void device_minimal(imp_jtext *t, const imp_entity *e)
+{
+	imp_jtext_raw(t, "{\"id\":\"", 7);
+	imp_jtext_raw(t, e->id.s, strlen(e->id.s));
+	imp_jtext_raw(t, "\"", 1);
+	imp_jtext_key(t, "serialNumber", 1);
+	imp_jtext_value(t, json_object_get(e->doc, "serialNumber"));
+	imp_jtext_key(t, "provisioningState", 1);
+	imp_jtext_value(t, json_object_get(e->doc, "provisioningState"));
+	imp_jtext_key(t, "version", 1);
+	imp_jtext_raw(t, "\"", 1);
+	imp_jtext_int(t, e->version);
+	imp_jtext_raw(t, "\"}", 2);
+}
+
 /* Pass three, after the commit: line i's answer at the end of b->text. A device the group
  * stored is answered {"line":n,"device":{...},"mqttCredential":{...}}, as json_dumpb would
- * write it. */
+ * write it; with Prefer: return=minimal, the device is only its id, serialNumber,
+ * provisioningState and version (a factory's client has the template's channels already:
+ * the full device was two thirds of the answer's bytes, and of the time spent writing and
+ * reading them). */
 static void answer_line(batch *b, size_t i, int64_t line)
 {
 	line_st *s = &b->st[i];
@@ -359,7 +380,8 @@ static void answer_line(batch *b, size_t i, int64_t line)
 	imp_jtext_raw(t, "{\"line\":", 8);
 	imp_jtext_int(t, line);
 	imp_jtext_raw(t, ",\"device\":", 10);
-	if(imp_res_render_text(t, b->r->db, &imp_res_device, &s->e, &b->cache)) t->failed = 1;
+	if(b->minimal) device_minimal(t, &s->e);
+	else if(imp_res_render_text(t, b->r->db, &imp_res_device, &s->e, &b->cache)) t->failed = 1;
 	if(b->credentials) {
 		imp_jtext_raw(t, ",\"mqttCredential\":", 18);
 		imp_cred_body_text(t, &s->c, s->has_secret ? s->secret : NULL);
@@ -630,6 +652,23 @@ static int printable_name(const char *s)
 	return 1;
 }
 
+/* Whether a Prefer header (RFC 7240: preferences separated by commas, each with
+ * parameters after semicolons) asks for return=minimal. Other preferences are ignored. */
+static int prefers_minimal(const char *h)
+{
+	static const char want[] = "return=minimal";
+	for(const char *p = h; p && *p;) {
+		while(*p == ' ' || *p == '\t' || *p == ',') p++;
+		size_t n = strcspn(p, ",;");
+		size_t m = n;
+		while(m && (p[m - 1] == ' ' || p[m - 1] == '\t')) m--;
+		if(m == sizeof want - 1 && strncasecmp(p, want, m) == 0) return 1;
+		p += n;
+		p += strcspn(p, ",");
+	}
+	return 0;
+}
+
 static imp_err batch_open(imp_req *r, void **state)
 {
 	static const char *const allowed[] = {"credentials", "firstLine", NULL};
@@ -668,6 +707,7 @@ static imp_err batch_open(imp_req *r, void **state)
 	imp_jtext_init(&b->text, TEXT_MAX);
 	imp_jtext_init(&b->errs, TEXT_MAX);
 	b->credentials = cred && strcmp(cred, "true") == 0;
+	b->minimal = prefers_minimal(api_header(r, "Prefer"));
 	b->line = first;
 	/* Keyed names and the names of unkeyed batches live apart: "k:" and "a:". */
 	if(key) {
@@ -708,6 +748,7 @@ static imp_err batch_finish(void *state, imp_stream_answer *a)
 	if(!rc && b->spilled && b->text.len) rc = spill(b);
 	if(rc) return api_fail(b->r, rc, NULL, NULL, "the batch could not be finished");
 	a->content_type = "application/x-ndjson";
+	if(b->minimal) a->preference_applied = "return=minimal";
 	if(!b->spilled) {
 		/* the server takes the text, and zeroes it once sent */
 		a->buf = b->text.s;

@@ -109,6 +109,7 @@ typedef struct {
 	size_t cap;
 	uint64_t size;
 	const char *content_type;
+	const char *preference_applied; /* the Preference-Applied header (RFC 7240), or NULL */
 } imp_stream_answer;
 
 /* A route whose request body is consumed as it arrives instead of being buffered whole

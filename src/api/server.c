@@ -286,6 +286,7 @@ static enum MHD_Result stream_step(conn_state *cs, struct MHD_Connection *c, con
 	}
 	if(!resp) return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a.content_type);
+	if(a.preference_applied) MHD_add_response_header(resp, "Preference-Applied", a.preference_applied);
 	enum MHD_Result ret = MHD_queue_response(c, 200, resp);
 	MHD_destroy_response(resp);
 	imp_reqlog_line(method, r->route->pattern, 200, imp_mono_us() - cs->start_us);

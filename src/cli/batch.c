@@ -43,6 +43,7 @@ typedef struct {
 typedef struct {
 	opts o;
 	int cert;                 /* the template authenticates devices by certificate */
+	batch_channels channels;  /* the template's, for minimal answers */
 	int csv;                  /* the serials file is a CSV with a header */
 	char state_path[4096], host[256];
 	batch_broker broker;
@@ -103,7 +104,7 @@ static int parse(int argc, char **argv, opts *o)
 		} else if(strcmp(a, "--chunk") == 0) {
 			if(parse_int(v, 1, CHUNK_MAX, &o->chunk)) return usage();
 		} else if(strcmp(a, "--parallel") == 0) {
-			if(parse_int(v, 1, BATCH_SLOTS, &parallel)) return usage();
+			if(parse_int(v, 1, BATCH_PARALLEL_MAX, &parallel)) return usage();
 		} else return usage();
 	}
 	o->format = (batch_format)fmt;
@@ -383,7 +384,7 @@ static int read_answer(batch *b, batch_slot *s, long *ok, long *failed)
 		batch_line *l = &s->lines[i];
 		long num = s->first + i;
 		int cut = 0;
-		batch_answer_kind k = batch_answer(p, (size_t)(nl - p), num, b->o.format, &b->broker,
+		batch_answer_kind k = batch_answer(p, (size_t)(nl - p), num, b->o.format, &b->broker, &b->channels,
 		                                   l->kind == BATCH_LINE_SERIAL ? l->key : NULL, l->kind == BATCH_LINE_SERIAL
 		                                                                                  ? &b->bundles : NULL,
 		                                   &cut, why, sizeof why);
@@ -472,25 +473,34 @@ static void progress(batch *b, int force)
 	        eta % 60);
 }
 
-/* Sends the chunks, at most o.parallel at once, and commits their answers in file order. */
+/* Sends chunks while fewer than o.parallel requests are in flight. */
+static int send_more(batch *b, batch_net *net, int *eof)
+{
+	batch_slot *s;
+	while(!*eof && (s = batch_net_free_slot(net))) {
+		long got = fill_chunk(b, s);
+		if(got < 0) return -1;
+		if(got == 0) {
+			*eof = 1;
+			break;
+		}
+		batch_net_send(net, s);
+	}
+	return 0;
+}
+
+/* Sends the chunks, at most o.parallel at once, and commits their answers in file order.
+ * An answer in, the next chunk goes out before the answer's bundles are written. */
 static int run(batch *b, batch_net *net)
 {
 	int eof = 0;
 	for(;;) {
-		batch_slot *s;
-		while(!eof && (s = batch_net_free_slot(net))) {
-			long got = fill_chunk(b, s);
-			if(got < 0) return 2;
-			if(got == 0) {
-				eof = 1;
-				break;
-			}
-			batch_net_send(net, s);
-		}
-		s = batch_net_oldest(net);
+		if(send_more(b, net, &eof)) return 2;
+		batch_slot *s = batch_net_oldest(net);
 		if(!s) return 0;
 		int rc = batch_net_wait(net, s);
 		if(rc == BATCH_NET_FATAL) return 2;
+		if(rc == BATCH_NET_OK && send_more(b, net, &eof)) return 2;
 		long ok = 0, failed = 0;
 		if(rc == BATCH_NET_OK && read_answer(b, s, &ok, &failed) != 0) rc = BATCH_NET_RETRY;
 		if(rc == BATCH_NET_RETRY) {
@@ -528,7 +538,7 @@ int imp_cmd_batch(int argc, char **argv)
 		fprintf(stderr, "imprint batch: cannot start HTTP (%s)\n", imp_err_name(rc));
 		return 2;
 	}
-	if((status = batch_net_template(net, b.o.template_id, &b.cert))) goto out;
+	if((status = batch_net_template(net, b.o.template_id, &b.cert, &b.channels))) goto out;
 	if((rc = batch_reader_open(b.o.serials, &b.in))) {
 		fprintf(stderr, "imprint batch: cannot read %s: %s\n", b.o.serials,
 		        rc == IMP_ERR_NOT_FOUND ? "no such file" : "not a readable file");
@@ -587,6 +597,7 @@ int imp_cmd_batch(int argc, char **argv)
 out:
 	batch_syncer_stop(&b.sync);
 	batch_net_close(&net);
+	batch_channels_free(&b.channels);
 	batch_reader_free(&b.in);
 	if(b.out_fd >= 0) close(b.out_fd);
 	if(b.bundles.p) explicit_bzero(b.bundles.p, b.bundles.cap);

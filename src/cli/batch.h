@@ -113,6 +113,21 @@ void batch_file_name(const char *serial, const char *device_id, char out[256]);
 
 /* ---- the server's answers (batch_answer.c) ---- */
 
+/* The device template's channels (every device of it has them, in this order) and its
+ * account, read once at the start. With them (ok) the CLI asks for minimal answers
+ * (Prefer: return=minimal: a device is then only its id, serial number, state and version)
+ * and writes each device's topics itself, as the server does:
+ * xi/blue/v1/<accountId>/d/<deviceId>/<channel name>. An answer that does carry the
+ * device's channels is taken as it is. */
+typedef struct {
+	int ok;
+	char account_id[IMP_UUID_LEN + 1], template_id[IMP_UUID_LEN + 1];
+	size_t n;
+	char **names, **permissions;
+} batch_channels;
+
+void batch_channels_free(batch_channels *c);
+
 typedef enum {
 	BATCH_ANSWER_BUNDLE,  /* a bundle was appended to out */
 	BATCH_ANSWER_REFUSED, /* the server refused the line: why holds its reason */
@@ -121,11 +136,13 @@ typedef enum {
 
 /* Reads one line of the batch endpoint's NDJSON answer, which must be for file line
  * expect_line, and appends the device's bundle in format f to out (for dir: the file name,
- * a NUL, the JSON, a NUL). private_key: the PEM made for the line's CSR, or NULL for a
+ * a NUL, the JSON, a NUL). A device without channels in the answer (a minimal one) takes
+ * ch's (NULL or not ok: such an answer is broken). private_key: the PEM made for the line's CSR, or NULL for a
  * password template. out NULL: only the line number is checked (a placeholder's answer).
  * why: why_len bytes; it never holds a secret. */
 batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, batch_format f, const batch_broker *br,
-                               const char *private_key, batch_buf *out, int *cut, char *why, size_t why_len);
+                               const batch_channels *ch, const char *private_key, batch_buf *out, int *cut, char *why,
+                               size_t why_len);
 
 /* ---- the resumption state (batch_state.c) ---- */
 

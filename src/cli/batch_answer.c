@@ -324,13 +324,48 @@ static void refusal(const answer *a, char *why, size_t why_len)
 	}
 }
 
+void batch_channels_free(batch_channels *c)
+{
+	for(size_t i = 0; i < c->n; i++) {
+		imp_free(c->names[i]);
+		imp_free(c->permissions[i]);
+	}
+	imp_free(c->names);
+	imp_free(c->permissions);
+	memset(c, 0, sizeof *c);
+}
+
+/* A minimal answer's device: the template's channels, with the topics the server gives
+ * them (src/api/devices.c), written into one block (*block, the caller frees it). */
+static int template_channels(answer *a, const batch_channels *ch, const char ***names, char **block)
+{
+	size_t room = 1;
+	for(size_t i = 0; i < ch->n; i++) room += sizeof "xi/blue/v1//d//" + 2 * IMP_UUID_LEN + strlen(ch->names[i]);
+	*names = imp_calloc(ch->n * 3 + 1, sizeof **names);
+	*block = imp_malloc(room);
+	if(!*names || !*block) return -1;
+	char *p = *block;
+	for(size_t i = 0; i < ch->n; i++) {
+		(*names)[i] = ch->names[i];
+		(*names)[ch->n + i] = p;
+		(*names)[2 * ch->n + i] = ch->permissions[i];
+		p += sprintf(p, "xi/blue/v1/%s/d/%s/%s", ch->account_id, a->id, ch->names[i]) + 1;
+	}
+	a->account = ch->account_id;
+	a->template_id = ch->template_id;
+	a->nch = ch->n;
+	return 0;
+}
+
 batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, batch_format f, const batch_broker *br,
-                               const char *private_key, batch_buf *out, int *cut, char *why, size_t why_len)
+                               const batch_channels *ch, const char *private_key, batch_buf *out, int *cut, char *why,
+                               size_t why_len)
 {
 	batch_answer_kind kind = BATCH_ANSWER_BROKEN;
 	answer a = {0};
 	scan s = {.p = text, .end = text + n, .arena = imp_malloc(n + 1)};
 	const char **names = NULL;
+	char *topics = NULL;
 	snprintf(why, why_len, "the server's answer for this line is malformed");
 	if(!s.arena) goto out;
 	ws(&s);
@@ -351,7 +386,16 @@ batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, bat
 		kind = BATCH_ANSWER_REFUSED;
 		goto out;
 	}
-	if(!a.has_device || !a.id || !a.serial || !a.account || !a.template_id || !a.has_channels) goto out;
+	if(!a.has_device || !a.id) goto out;
+	if(!a.has_channels) {
+		/* a minimal answer: the template's channels */
+		if(!ch || !ch->ok || !imp_id_valid(a.id)) goto out;
+		if(template_channels(&a, ch, &names, &topics)) {
+			snprintf(why, why_len, "out of memory");
+			goto out;
+		}
+	}
+	if(!a.serial || !a.account || !a.template_id) goto out;
 	/* Ids name files (dir output) and go into firmware: nothing but a UUID is taken. */
 	if(!imp_id_valid(a.id) || !imp_id_valid(a.account) || !imp_id_valid(a.template_id)) {
 		snprintf(why, why_len, "the server sent an id that is not a UUID");
@@ -373,17 +417,19 @@ batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, bat
 		if(!b.password) goto out;
 	}
 	b.nchannels = a.nch;
-	names = imp_calloc(a.nch * 3 + 1, sizeof *names);
-	if(!names) goto out;
+	if(!names) {
+		names = imp_calloc(a.nch * 3 + 1, sizeof *names);
+		if(!names) goto out;
+		for(size_t i = 0; i < a.nch; i++) {
+			names[i] = a.ch[3 * i];
+			names[a.nch + i] = a.ch[3 * i + 1];
+			names[2 * a.nch + i] = a.ch[3 * i + 2];
+			if(!names[i] || !names[a.nch + i] || !names[2 * a.nch + i]) goto out;
+		}
+	}
 	b.channel_names = names;
 	b.channel_topics = names + a.nch;
 	b.channel_permissions = names + 2 * a.nch;
-	for(size_t i = 0; i < a.nch; i++) {
-		names[i] = a.ch[3 * i];
-		names[a.nch + i] = a.ch[3 * i + 1];
-		names[2 * a.nch + i] = a.ch[3 * i + 2];
-		if(!names[i] || !names[a.nch + i] || !names[2 * a.nch + i]) goto out;
-	}
 	imp_err rc = IMP_OK;
 	size_t mark = out->n;
 	if(f == BATCH_DIR) {
@@ -402,6 +448,7 @@ batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, bat
 	kind = BATCH_ANSWER_BUNDLE;
 out:
 	imp_free(names);
+	imp_free(topics);
 	imp_free(a.ch);
 	if(s.arena) memset(s.arena, 0, s.an); /* the secret was in it */
 	imp_free(s.arena);

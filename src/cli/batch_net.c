@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/batch_net.h"
+#include "core/ids.h"
 #include "core/mem.h"
 
 #define ATTEMPTS 6             /* per chunk: 0.5 + 1 + 2 + 4 + 8 s of backoff in all */
@@ -28,6 +29,7 @@ struct batch_net {
 	char *server, *auth, *key_header;
 	struct curl_slist *hdr;
 	int64_t run;
+	int minimal;          /* ask for minimal answers: the template's channels are known */
 	int parallel;
 	long chunk;
 	uint64_t seq;
@@ -71,7 +73,7 @@ imp_err batch_net_open(const char *server, const char *api_key, int parallel, lo
 	n->chunk = chunk;
 	if(!n->server || !n->auth || !n->multi) return IMP_ERR_NOMEM;
 	snprintf(n->auth, strlen(api_key) + 32, "Authorization: Bearer %s", api_key);
-	for(int i = 0; i < parallel; i++) {
+	for(int i = 0; i < parallel + 1; i++) {
 		batch_slot *s = &n->slots[i];
 		s->req.max = (size_t)1 << 31;
 		s->resp.max = (size_t)chunk * LINE_ANSWER_MAX;
@@ -95,6 +97,7 @@ void batch_net_name(batch_net *n, const char *name, int64_t run)
 	n->hdr = curl_slist_append(n->hdr, "Accept: application/x-ndjson");
 	/* the answer only starts after the whole body is read: a 100-continue wait is waste */
 	n->hdr = curl_slist_append(n->hdr, "Expect:");
+	if(n->minimal) n->hdr = curl_slist_append(n->hdr, "Prefer: return=minimal");
 }
 
 /* The message of an error body {"error": {"code", "message"}}, or a placeholder. */
@@ -129,10 +132,87 @@ static int transient(CURLcode cc, long status) { return cc != CURLE_OK || status
 
 static void backoff(int attempt) { usleep((useconds_t)(250000u << (attempt < 6 ? attempt : 6))); }
 
-int batch_net_template(batch_net *n, const char *id, int *cert)
+/* GET url into body (at most ATTEMPTS tries for transient failures): the HTTP status, or
+ * 0 when the server could not be reached (cc says why). */
+static long get(batch_net *n, const char *url, batch_buf *body, CURLcode *cc)
+{
+	CURL *h = easy(n, body);
+	if(!h) {
+		*cc = CURLE_OUT_OF_MEMORY;
+		return 0;
+	}
+	struct curl_slist *hdr = curl_slist_append(NULL, n->auth);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	long code = 0;
+	for(int attempt = 1; attempt <= ATTEMPTS; attempt++) {
+		body->n = 0;
+		*cc = curl_easy_perform(h);
+		code = 0;
+		if(!*cc) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+		if(!transient(*cc, code) || attempt == ATTEMPTS) break;
+		backoff(attempt);
+	}
+	curl_slist_free_all(hdr);
+	curl_easy_cleanup(h);
+	return code;
+}
+
+/* The template's channels (one page holds every one a template can have: the server
+ * builds a device's channels from the first 1,000 too). Leaves ch->ok 0 when anything is
+ * off: the answers then carry every device's channels, as without this. */
+static void template_channels(batch_net *n, const char *id, const char *account_id, batch_channels *ch)
+{
+	batch_buf body = {.max = 64 << 20};
+	size_t len = strlen(n->server) + strlen(id) + 96;
+	char *url = imp_malloc(len);
+	if(!url) return;
+	snprintf(url, len, "%s/api/v1/channels/templates?entityId=%s&pageSize=1000&sortBy=created", n->server, id);
+	CURLcode cc = CURLE_OK;
+	long code = get(n, url, &body, &cc);
+	imp_free(url);
+	json_t *o = code == 200 ? json_loadb(body.p, body.n, 0, NULL) : NULL;
+	batch_buf_free(&body);
+	json_t *list = json_object_get(o, "channelTemplates");
+	json_t *results = json_object_get(list, "results");
+	json_t *count = json_object_get(json_object_get(list, "meta"), "count");
+	size_t nres = json_array_size(results);
+	if(!json_is_array(results) || (count && json_integer_value(count) != (json_int_t)nres) ||
+	   !imp_id_valid(account_id) || !imp_id_valid(id)) {
+		json_decref(o);
+		return;
+	}
+	ch->names = imp_calloc(nres + 1, sizeof *ch->names);
+	ch->permissions = imp_calloc(nres + 1, sizeof *ch->permissions);
+	int ok = ch->names && ch->permissions;
+	for(size_t i = 0; ok && i < nres; i++) {
+		json_t *c = json_array_get(results, i);
+		const char *name = json_string_value(json_object_get(c, "name"));
+		const char *perm = json_string_value(json_object_get(c, "permission"));
+		/* as the server: a channel without a permission is one of an old store */
+		if(!name || !perm) ok = 0;
+		else {
+			ch->names[i] = imp_strdup(name);
+			ch->permissions[i] = imp_strdup(perm);
+			ch->n = i + 1;
+			ok = ch->names[i] && ch->permissions[i];
+		}
+	}
+	json_decref(o);
+	if(!ok) {
+		batch_channels_free(ch);
+		return;
+	}
+	snprintf(ch->account_id, sizeof ch->account_id, "%s", account_id);
+	snprintf(ch->template_id, sizeof ch->template_id, "%s", id);
+	ch->ok = 1;
+	n->minimal = 1;
+}
+
+int batch_net_template(batch_net *n, const char *id, int *cert, batch_channels *ch)
 {
 	batch_buf body = {.max = 1 << 20};
-	CURL *h = easy(n, &body);
+	CURL *h = curl_easy_init();
 	char *esc = h ? curl_easy_escape(h, id, 0) : NULL;
 	size_t len = strlen(n->server) + (esc ? strlen(esc) : 0) + 64;
 	char *url = esc ? imp_malloc(len) : NULL;
@@ -140,20 +220,8 @@ int batch_net_template(batch_net *n, const char *id, int *cert)
 	if(url) snprintf(url, len, "%s/api/v1/devices/templates/%s", n->server, esc);
 	curl_free(esc);
 	if(!url) goto out;
-	struct curl_slist *hdr = curl_slist_append(NULL, n->auth);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	long code = 0;
 	CURLcode cc = CURLE_OK;
-	for(int attempt = 1; attempt <= ATTEMPTS; attempt++) {
-		body.n = 0;
-		cc = curl_easy_perform(h);
-		code = 0;
-		if(!cc) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-		if(!transient(cc, code) || attempt == ATTEMPTS) break;
-		backoff(attempt);
-	}
-	curl_slist_free_all(hdr);
+	long code = get(n, url, &body, &cc);
 	if(cc) {
 		fprintf(stderr, "imprint batch: cannot reach %s: %s\n", n->server, curl_easy_strerror(cc));
 	} else if(code == 404) {
@@ -166,6 +234,8 @@ int batch_net_template(batch_net *n, const char *id, int *cert)
 		if(m && (strcmp(m, "password") == 0 || strcmp(m, "certificate") == 0)) {
 			*cert = strcmp(m, "certificate") == 0;
 			status = 0;
+			const char *account = json_string_value(json_object_get(json_object_get(o, "deviceTemplate"), "accountId"));
+			if(account) template_channels(n, id, account, ch);
 		} else {
 			fprintf(stderr, "imprint batch: the server's answer for template %s has no authenticationMethod\n", id);
 		}
@@ -180,10 +250,14 @@ out:
 
 batch_slot *batch_net_free_slot(batch_net *n)
 {
-	for(int i = 0; i < n->parallel; i++) {
-		if(!n->slots[i].busy) return &n->slots[i];
+	int in_flight = 0;
+	batch_slot *free_slot = NULL;
+	for(int i = 0; i < n->parallel + 1; i++) {
+		batch_slot *s = &n->slots[i];
+		if(s->busy && !s->done) in_flight++;
+		if(!s->busy && !free_slot) free_slot = s;
 	}
-	return NULL;
+	return in_flight < n->parallel ? free_slot : NULL;
 }
 
 static void start(batch_net *n, batch_slot *s)
@@ -216,7 +290,7 @@ void batch_net_send(batch_net *n, batch_slot *s)
 batch_slot *batch_net_oldest(batch_net *n)
 {
 	batch_slot *best = NULL;
-	for(int i = 0; i < n->parallel; i++) {
+	for(int i = 0; i < n->parallel + 1; i++) {
 		batch_slot *s = &n->slots[i];
 		if(s->busy && (!best || s->seq < best->seq)) best = s;
 	}

@@ -6,9 +6,13 @@
 
 #include "cli/batch.h"
 
-/* Requests in flight at most. Two let the CLI write one chunk's bundles while the server
- * works on the next. */
-#define BATCH_SLOTS 2
+/* Requests in flight at most (--parallel). Two let the server parse and answer one while
+ * it stores the other. */
+#define BATCH_PARALLEL_MAX 2
+/* Chunks held at once: one more than the requests in flight, so that once an answer is in,
+ * the next chunk goes out before the CLI writes that answer's bundles (the server prepares
+ * it meanwhile, instead of waiting on the CLI). */
+#define BATCH_SLOTS (BATCH_PARALLEL_MAX + 1)
 
 /* One input line of a chunk as the CLI saw it. */
 typedef struct {
@@ -36,21 +40,22 @@ typedef struct batch_net batch_net;
 
 enum { BATCH_NET_OK, BATCH_NET_RETRY, BATCH_NET_FATAL };
 
-/* server: the base URL; parallel: requests in flight (1..BATCH_SLOTS); chunk: lines per
+/* server: the base URL; parallel: requests in flight (1..BATCH_PARALLEL_MAX); chunk: lines per
  * request at most. Caller frees with batch_net_close(). */
 imp_err batch_net_open(const char *server, const char *api_key, int parallel, long chunk, batch_net **out);
 /* The batch name, sent as the Idempotency-Key of every chunk, and the number of this run
  * of the batch (see batch_net.c on Idempotency-Generation). */
 void batch_net_name(batch_net *n, const char *name, int64_t run);
-/* GET the device template: *cert set for certificate templates. 0, or 2 after printing
- * why not (unknown template, refused key, unreachable server). */
-int batch_net_template(batch_net *n, const char *id, int *cert);
+/* GET the device template: *cert set for certificate templates, and its channels in ch
+ * (ch->ok, when they could be read; the chunks then ask for minimal answers). 0, or 2
+ * after printing why not (unknown template, refused key, unreachable server). */
+int batch_net_template(batch_net *n, const char *id, int *cert, batch_channels *ch);
 
-/* A slot with nothing in flight, or NULL. */
+/* A slot with nothing in it, while fewer than parallel requests are in flight; or NULL. */
 batch_slot *batch_net_free_slot(batch_net *n);
 /* Sends the chunk in s (filled by the caller) with firstLine = s->first. */
 void batch_net_send(batch_net *n, batch_slot *s);
-/* The slot in flight that was sent first, or NULL. */
+/* Of the slots not released, the one sent first, or NULL. */
 batch_slot *batch_net_oldest(batch_net *n);
 /* Waits for s's answer: BATCH_NET_OK (200, in s->resp), BATCH_NET_RETRY (network error,
  * 429, 5xx) or BATCH_NET_FATAL (any other status; the reason is printed). */

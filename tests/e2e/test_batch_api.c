@@ -67,6 +67,7 @@ static void good_line(sbuf *b, const char *tmpl, const char *serial)
 typedef struct {
 	long status;
 	char ctype[64];
+	char applied[64];  /* Preference-Applied */
 	char *body;
 	size_t len;
 	json_t *json;   /* the body parsed as one JSON value (error answers), or NULL */
@@ -91,6 +92,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		size_t vn = n - (size_t)(v - data);
 		while(vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n')) vn--;
 		snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)vn, v);
+	}
+	if(n > 19 && strncasecmp(data, "Preference-Applied:", 19) == 0) {
+		const char *v = data + 19;
+		while(*v == ' ') v++;
+		size_t vn = n - (size_t)(v - data);
+		while(vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n')) vn--;
+		snprintf(r->applied, sizeof r->applied, "%.*s", (int)vn, v);
 	}
 	return n;
 }
@@ -1083,6 +1091,64 @@ static void resumption(void **state)
 	free(b.p);
 }
 
+/* Prefer: return=minimal (RFC 7240): each device answered by its id, serialNumber,
+ * provisioningState and version only, the credential whole; Preference-Applied says so.
+ * Other preferences, or none, leave the full device. */
+static void minimal_answers(void **state)
+{
+	sbuf b = {0};
+	good_line(&b, PW, "MIN-1");
+	good_line(&b, PW, "MIN-\\\"quoted\\\"");
+	sb_printf(&b, "{\"deviceTemplateId\":\"%s\"}\n", PW); /* no serial number: null */
+	sb_printf(&b, "{\"serialNumber\":\"MIN-4\"}\n");   /* an error line stays an error line */
+	static const char *const asks[] = {"Prefer: return=minimal", "Prefer: respond-async, RETURN=minimal; x=1",
+	                                   "Prefer:  return=minimal  "};
+	for(size_t k = 0; k < sizeof asks / sizeof *asks; k++) {
+		bresp r = run("credentials=true", asks[k], &b);
+		assert_string_equal(r.applied, "return=minimal");
+		assert_int_equal(r.n, 4);
+		for(size_t i = 0; i < 3; i++) {
+			json_t *o = r.lines[i];
+			assert_int_equal(json_integer_value(json_object_get(o, "line")), (json_int_t)i + 1);
+			json_t *d = json_object_get(o, "device");
+			assert_int_equal(json_object_size(d), 4);
+			assert_uuid7(json_string_value(json_object_get(d, "id")));
+			assert_string_equal(json_string_value(json_object_get(d, "provisioningState")), "activated");
+			assert_string_equal(json_string_value(json_object_get(d, "version")), "2");
+			const char *secret = json_string_value(h_at(o, "mqttCredential.secret"));
+			assert_non_null(secret);
+			remember(secret);
+			assert_string_equal(authn(json_string_value(json_object_get(d, "id")), secret), "allow");
+			/* the device stored is the full one */
+			char path[128];
+			snprintf(path, sizeof path, "/api/v1/devices/%s", json_string_value(json_object_get(d, "id")));
+			h_resp g = api("GET", path, NULL);
+			check_resp(&g, 200, NULL, NULL, "the device of a minimal answer");
+			assert_string_equal(h_str(&g, "device.version"), "2");
+			assert_true(json_is_array(h_at(g.json, "device.channels")));
+			h_resp_free(&g);
+		}
+		assert_string_equal(json_string_value(h_at(r.lines[0], "device.serialNumber")), "MIN-1");
+		assert_string_equal(json_string_value(h_at(r.lines[1], "device.serialNumber")), "MIN-\"quoted\"");
+		assert_true(json_is_null(h_at(r.lines[2], "device.serialNumber")));
+		err_line(&r, 3, 4, NULL, "deviceTemplateId");
+		bresp_free(&r);
+	}
+	/* not asked, or asked for something else: the full device, no Preference-Applied */
+	static const char *const others[] = {NULL, "Prefer: return=representation", "Prefer: return=minimalist",
+	                                     "Prefer: handling=strict"};
+	for(size_t k = 0; k < sizeof others / sizeof *others; k++) {
+		sbuf one = {0};
+		good_line(&one, PW, "MIN-full");
+		bresp r = run("credentials=true", others[k], &one);
+		assert_string_equal(r.applied, "");
+		ok_line(&r, 0, 1, 1);
+		bresp_free(&r);
+		free(one.p);
+	}
+	free(b.p);
+}
+
 /* With credentials=true, the device a line answers is the device stored: same version, so
  * the same content. BUG: batch.c do_line renders e after imp_cred_password activated the
  * device in the store (new lastModified, version + 1) but only bumps e.version and sets
@@ -1315,6 +1381,7 @@ int main(void)
 		cmocka_unit_test(past_one_group),
 		cmocka_unit_test(resumption),
 		cmocka_unit_test(answer_is_what_is_stored),
+		cmocka_unit_test(minimal_answers),
 		cmocka_unit_test(long_keys_are_distinct),
 		cmocka_unit_test(stale_generation_is_superseded),
 		cmocka_unit_test(same_serial_100k),

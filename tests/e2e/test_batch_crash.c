@@ -174,10 +174,14 @@ static void killed_batches_complete_exactly_once(void **state)
 	int kills = 0;
 	time_t t0 = time(NULL);
 	while(kills < KILLS) {
+		/* anywhere from startup to a few chunks in: up to 1.5 s, less as the lines left
+		 * shrink (a fast build would otherwise finish before the kills are done) */
+		long left = nserials - state_lines();
+		long window = 1500000L * (left > 0 ? left : 0) / nserials * (KILLS - kills) / KILLS;
+		if(window < 20000) window = 20000;
 		pid_t pid = bu_spawn(srv.admin.api_key, err, args);
 		assert_true(pid > 0);
-		/* anywhere from startup to a few chunks in */
-		usleep((useconds_t)(rand() % 1500000));
+		usleep((useconds_t)(rand() % window));
 		kill(pid, SIGKILL);
 		bu_result r = bu_wait(pid);
 		if(r.status != -1) {

@@ -183,7 +183,7 @@ static void answer_to_jsonl(void **state)
 	batch_buf out = {.max = 1 << 20};
 	char why[200];
 	int cut = 0;
-	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, NULL, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
 	assert_string_equal(out.p,
 	                    "{\"deviceId\":\"01a215b9-0000-7000-8000-0000000000d1\",\"serialNumber\":\"S\xc3\xa9 \\\"7\\\"\",\"accountId\":\"01a215b9-0000-7000-8000-0000000000a1\","
@@ -192,19 +192,39 @@ static void answer_to_jsonl(void **state)
 	                    "\"password\":\"c2VjcmV0/+=\"},\"topicPrefix\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/\",\"channels\":["
 	                    "{\"name\":\"temp\",\"topic\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/temp\",\"permission\":\"publish\"},"
 	                    "{\"name\":\"cmd\",\"topic\":\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/cmd\",\"permission\":\"subscribe\"}]}\n");
-	/* another line number, or a broken answer, is not taken */
-	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 8, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	/* The same device in a minimal answer (Prefer: return=minimal) with the template's
+	 * channels: the same bundle. Without them such an answer is broken. */
+	static const char MINIMAL[] =
+		"{\"line\":7,\"device\":{\"id\":\"01a215b9-0000-7000-8000-0000000000d1\",\"serialNumber\":\"S\\u00e9 \\\"7\\\"\","
+		"\"provisioningState\":\"activated\",\"version\":\"2\"},\"mqttCredential\":{\"id\":\"C1\",\"secret\":\"c2VjcmV0\\/+=\"}}";
+	char *names[] = {"temp", "cmd"}, *perms[] = {"publish", "subscribe"};
+	batch_channels ch = {1, "01a215b9-0000-7000-8000-0000000000a1", "01a215b9-0000-7000-8000-0000000000f1", 2, names, perms};
+	batch_buf min = {.max = 1 << 20};
+	assert_int_equal(batch_answer(MINIMAL, strlen(MINIMAL), 7, BATCH_JSONL, &BROKER, &ch, NULL, &min, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BUNDLE);
+	assert_int_equal(min.n, out.n);
+	assert_memory_equal(min.p, out.p, out.n);
+	min.n = 0;
+	assert_int_equal(batch_answer(MINIMAL, strlen(MINIMAL), 7, BATCH_JSONL, &BROKER, NULL, NULL, &min, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BROKEN);
-	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER) - 1, 7, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	ch.ok = 0;
+	assert_int_equal(batch_answer(MINIMAL, strlen(MINIMAL), 7, BATCH_JSONL, &BROKER, &ch, NULL, &min, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BROKEN);
+	assert_int_equal(min.n, 0);
+	batch_buf_free(&min);
+	/* another line number, or a broken answer, is not taken */
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 8, BATCH_JSONL, &BROKER, NULL, NULL, &out, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BROKEN);
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER) - 1, 7, BATCH_JSONL, &BROKER, NULL, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BROKEN);
 	const char *err = "{\"line\":9,\"error\":{\"code\":\"duplicate_serial\",\"message\":\"at line 3\\nalready\"}}";
-	assert_int_equal(batch_answer(err, strlen(err), 9, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+	assert_int_equal(batch_answer(err, strlen(err), 9, BATCH_JSONL, &BROKER, NULL, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_REFUSED);
 	assert_string_equal(why, "at line 3 already (duplicate_serial)");
 	static const char *const broken[] = {"", "[]", "{\"line\":9,}", "{\"line\":9", "{\"line\":\"9\"}",
 	                                     "{\"line\":9,\"device\":{\"id\":\"x\\u0000\"}}", "{\"line\":9} x"};
 	for(size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
-		assert_int_equal(batch_answer(broken[i], strlen(broken[i]), 9, BATCH_JSONL, &BROKER, NULL, &out, &cut, why,
+		assert_int_equal(batch_answer(broken[i], strlen(broken[i]), 9, BATCH_JSONL, &BROKER, NULL, NULL, &out, &cut, why,
 		                              sizeof why),
 		                 BATCH_ANSWER_BROKEN);
 	}
@@ -231,7 +251,7 @@ static void answer_strings_any_offset(void **state)
 			         "\"mqttCredential\":{\"id\":\"C\",\"secret\":\"s\"}}",
 			         serial);
 			out.n = 0;
-			if(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why) !=
+			if(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, NULL, NULL, &out, &cut, why, sizeof why) !=
 			   BATCH_ANSWER_BUNDLE)
 				fail_msg("lead %s x%d: %s: %s", lead[l], k, why, ans);
 			snprintf(want, sizeof want, "\"serialNumber\":\"%s\\\"q\\\\123456789\"", serial);
@@ -241,7 +261,7 @@ static void answer_strings_any_offset(void **state)
 			         "{\"line\":1,\"device\":{\"id\":\"01a215b9-0000-7000-8000-0000000000d1\",\"serialNumber\":\"%s\x01"
 			         "123456789\"}}",
 			         serial);
-			assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, NULL, &out, &cut, why, sizeof why),
+			assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, NULL, NULL, &out, &cut, why, sizeof why),
 			                 BATCH_ANSWER_BROKEN);
 		}
 	}
@@ -274,14 +294,14 @@ static void answer_to_csv_and_nvs(void **state)
 	batch_buf out = {.max = 1 << 20};
 	char why[200];
 	int cut = 0;
-	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_CSV, &BROKER, NULL, &out, &cut, why, sizeof why),
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_CSV, &BROKER, NULL, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
 	assert_string_equal(out.p, "\"S\xc3\xa9 \"\"7\"\"\",01a215b9-0000-7000-8000-0000000000d1,01a215b9-0000-7000-8000-0000000000a1,01a215b9-0000-7000-8000-0000000000f1,mqtt.example.com,8883,8884,01a215b9-0000-7000-8000-0000000000d1,01a215b9-0000-7000-8000-0000000000d1,c2VjcmV0/+=,,,"
 	                           "xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/,\"[{\"\"name\"\":\"\"temp\"\",\"\"topic\"\":\"\"xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/"
 	                           "temp\"\",\"\"permission\"\":\"\"publish\"\"},{\"\"name\"\":\"\"cmd\"\",\"\"topic\"\":\"\""
 	                           "xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/cmd\"\",\"\"permission\"\":\"\"subscribe\"\"}]\"\n");
 	out.n = 0;
-	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_NVS, &BROKER, NULL, &out, &cut, why, sizeof why),
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_NVS, &BROKER, NULL, NULL, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
 	assert_string_equal(out.p, "01a215b9-0000-7000-8000-0000000000d1,\"S\xc3\xa9 \"\"7\"\"\",01a215b9-0000-7000-8000-0000000000a1,mqtt.example.com,8883,8884,01a215b9-0000-7000-8000-0000000000d1,01a215b9-0000-7000-8000-0000000000d1,c2VjcmV0/+=,"
 	                           "xi/blue/v1/01a215b9-0000-7000-8000-0000000000a1/d/01a215b9-0000-7000-8000-0000000000d1/,temp=publish;cmd=subscribe\n");
@@ -312,16 +332,16 @@ static void certificate_bundle(void **state)
 	batch_buf out = {.max = 1 << 20};
 	char why[200];
 	int cut = 0;
-	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_NVS, &BROKER, key, &out, &cut, why, sizeof why),
+	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_NVS, &BROKER, NULL, key, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
 	assert_string_equal(out.p, "01a215b9-0000-7000-8000-0000000000d2,S,01a215b9-0000-7000-8000-0000000000a2,mqtt.example.com,8883,8884,01a215b9-0000-7000-8000-0000000000d2,01a215b9-0000-7000-8000-0000000000d2,QUJDREVG,S0VZ,xi/blue/v1/01a215b9-0000-7000-8000-0000000000a2/d/01a215b9-0000-7000-8000-0000000000d2/,\n");
 	out.n = 0;
-	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, key, &out, &cut, why, sizeof why),
+	assert_int_equal(batch_answer(ans, strlen(ans), 1, BATCH_JSONL, &BROKER, NULL, key, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BUNDLE);
 	assert_non_null(strstr(out.p, "\"mqtt\":{\"clientId\":\"01a215b9-0000-7000-8000-0000000000d2\",\"username\":\"01a215b9-0000-7000-8000-0000000000d2\"},\"certificate\":\"-----BEGIN "
 	                              "CERTIFICATE-----\\nQUJD\\nREVG\\n-----END CERTIFICATE-----\\n\",\"privateKey\""));
 	/* a password answer for a certificate batch is broken */
-	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, key, &out, &cut, why, sizeof why),
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, NULL, key, &out, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BROKEN);
 	batch_buf_free(&out);
 }
