@@ -204,6 +204,12 @@ static void answer_to_jsonl(void **state)
 	                 BATCH_ANSWER_BUNDLE);
 	assert_int_equal(min.n, out.n);
 	assert_memory_equal(min.p, out.p, out.n);
+	/* a full answer is taken as it is, template channels or not */
+	min.n = 0;
+	assert_int_equal(batch_answer(ANSWER, strlen(ANSWER), 7, BATCH_JSONL, &BROKER, &ch, NULL, &min, &cut, why, sizeof why),
+	                 BATCH_ANSWER_BUNDLE);
+	assert_int_equal(min.n, out.n);
+	assert_memory_equal(min.p, out.p, out.n);
 	min.n = 0;
 	assert_int_equal(batch_answer(MINIMAL, strlen(MINIMAL), 7, BATCH_JSONL, &BROKER, NULL, NULL, &min, &cut, why, sizeof why),
 	                 BATCH_ANSWER_BROKEN);

@@ -80,7 +80,7 @@ static void assert_intact(sqlite3 *db)
 	sqlite3_finalize(st);
 }
 
-/* Each commit, small and past the buffer's 8 MiB, is read at once by another connection. */
+/* Each commit, small and past the buffer's 1 MiB, is read at once by another connection. */
 static void test_commits_are_visible(void **state)
 {
 	ctx *c = *state;
