@@ -248,6 +248,8 @@ static void prep_line(batch *b, size_t i, int64_t line)
 		error_line(b, i, line, rc, LINE_PREP_ERR);
 		return;
 	}
+	/* its first credential, ready for write_guessed (outside the writer's turn) */
+	if(s->fresh) imp_cred_password_fill(r, "device", s->e.id.s, &s->cred_id, &s->c);
 	s->state = LINE_NEW;
 	return;
 early:
@@ -459,7 +461,6 @@ static imp_err write_guessed(batch *b, int64_t first, int *redo)
 			b->items[ni++] = (imp_batch_item){serial, s->e.id.s, first + (int64_t)i, s->e.key};
 		}
 		if(b->credentials && s->fresh) {
-			imp_cred_password_fill(r, "device", s->e.id.s, &s->cred_id, &s->c);
 			b->creds[nc] = &s->c;
 			b->cred_hashes[nc++] = s->hash;
 		}
