@@ -82,24 +82,24 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
+/* The value of header line data (n bytes) into out when it is header name. */
+static void header_value(const char *data, size_t n, const char *name, char *out, size_t cap)
+{
+	size_t nl = strlen(name);
+	if(n <= nl || strncasecmp(data, name, nl) != 0 || data[nl] != ':') return;
+	const char *v = data + nl + 1;
+	while(*v == ' ') v++;
+	size_t vn = n - (size_t)(v - data);
+	while(vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n')) vn--;
+	snprintf(out, cap, "%.*s", (int)vn, v);
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	bresp *r = arg;
 	size_t n = size * nmemb;
-	if(n > 13 && strncasecmp(data, "Content-Type:", 13) == 0) {
-		const char *v = data + 13;
-		while(*v == ' ') v++;
-		size_t vn = n - (size_t)(v - data);
-		while(vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n')) vn--;
-		snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)vn, v);
-	}
-	if(n > 19 && strncasecmp(data, "Preference-Applied:", 19) == 0) {
-		const char *v = data + 19;
-		while(*v == ' ') v++;
-		size_t vn = n - (size_t)(v - data);
-		while(vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n')) vn--;
-		snprintf(r->applied, sizeof r->applied, "%.*s", (int)vn, v);
-	}
+	header_value(data, n, "Content-Type", r->ctype, sizeof r->ctype);
+	header_value(data, n, "Preference-Applied", r->applied, sizeof r->applied);
 	return n;
 }
 
