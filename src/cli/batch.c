@@ -502,7 +502,12 @@ static int run(batch *b, batch_net *net)
 		if(rc == BATCH_NET_FATAL) return 2;
 		if(rc == BATCH_NET_OK && send_more(b, net, &eof)) return 2;
 		long ok = 0, failed = 0;
-		if(rc == BATCH_NET_OK && read_answer(b, s, &ok, &failed) != 0) rc = BATCH_NET_RETRY;
+		if(rc == BATCH_NET_OK && read_answer(b, s, &ok, &failed) != 0) {
+			/* a broken answer, sent again: only once the chunk sent meanwhile is answered,
+			 * so that no more than o.parallel requests are ever in flight */
+			batch_net_settle(net, s);
+			rc = BATCH_NET_RETRY;
+		}
 		if(rc == BATCH_NET_RETRY) {
 			if(batch_net_retry(net, s)) {
 				fprintf(stderr, "imprint batch: giving up on lines %ld-%ld after %d attempts; rerun to continue\n",

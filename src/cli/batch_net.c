@@ -297,7 +297,8 @@ batch_slot *batch_net_oldest(batch_net *n)
 	return best;
 }
 
-int batch_net_wait(batch_net *n, batch_slot *s)
+/* Runs the transfers until s's has ended. */
+static void run_until_done(batch_net *n, batch_slot *s)
 {
 	while(!s->done) {
 		int running = 0, left;
@@ -314,6 +315,19 @@ int batch_net_wait(batch_net *n, batch_slot *s)
 		}
 		if(!s->done) curl_multi_poll(n->multi, NULL, 0, 1000, NULL);
 	}
+}
+
+void batch_net_settle(batch_net *n, const batch_slot *except)
+{
+	for(int i = 0; i < n->parallel + 1; i++) {
+		batch_slot *s = &n->slots[i];
+		if(s != except && s->busy) run_until_done(n, s);
+	}
+}
+
+int batch_net_wait(batch_net *n, batch_slot *s)
+{
+	run_until_done(n, s);
 	curl_multi_remove_handle(n->multi, s->h);
 	if(transient((CURLcode)s->cc, s->status)) {
 		if(s->cc) fprintf(stderr, "imprint batch: lines %ld-%ld: %s\n", s->first, s->end_line,

@@ -60,6 +60,9 @@ batch_slot *batch_net_oldest(batch_net *n);
 /* Waits for s's answer: BATCH_NET_OK (200, in s->resp), BATCH_NET_RETRY (network error,
  * 429, 5xx) or BATCH_NET_FATAL (any other status; the reason is printed). */
 int batch_net_wait(batch_net *n, batch_slot *s);
+/* Waits for the answers of every request in flight but except's (they stay in their
+ * slots, for batch_net_wait). */
+void batch_net_settle(batch_net *n, const batch_slot *except);
 /* Sends s again after a backoff. -1 when it has had its attempts. */
 int batch_net_retry(batch_net *n, batch_slot *s);
 /* Marks s free, wiping the private keys it held. */

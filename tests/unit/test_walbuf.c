@@ -156,12 +156,44 @@ static void test_kill_after_commit(void **state)
 	sqlite3_close(r);
 }
 
+/* A transaction too big for the page cache that changes a spilled page again: SQLite
+ * writes that page over its frame and, at commit, writes the headers of the frames from
+ * there on again (new checksums), the commit frame's last, with no page after it. The
+ * commit must be whole in the file when COMMIT returns: a process killed then keeps it. */
+static void test_rewritten_headers_kept(void **state)
+{
+	ctx *c = *state;
+	sqlite3 *setup_db = conn(c, 0);
+	exec(setup_db, "CREATE TABLE t (k INTEGER PRIMARY KEY, m INTEGER, v BLOB);"
+	               "INSERT INTO t (m, v) SELECT 0, randomblob(300) FROM (" ROWS(3000, 1) ")");
+	sqlite3_close(setup_db);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if(pid == 0) {
+		sqlite3 *w = conn(c, 1);
+		int ok = sqlite3_exec(w, "PRAGMA cache_size=20; BEGIN; UPDATE t SET m = 1; UPDATE t SET m = 2; COMMIT;"
+		                         "INSERT INTO t (m, v) VALUES (7, randomblob(10))",
+		                      NULL, NULL, NULL) == SQLITE_OK;
+		if(ok) raise(SIGKILL);
+		_exit(3);
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	sqlite3 *r = conn(c, 0);
+	assert_int_equal(one(r, "SELECT count(*) FROM t WHERE m = 2"), 3000);
+	assert_int_equal(one(r, "SELECT count(*) FROM t WHERE m = 7"), 1);
+	assert_intact(r);
+	sqlite3_close(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_commits_are_visible, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback_never_overwrites, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_after_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rewritten_headers_kept, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,12 +2,15 @@
  * WAL frame as two pwrite calls, its 24-byte header and then its page: a batch group's
  * commit of 220 pages made 440 system calls, 4.4% of a batch's server time and inside the
  * writer's turn. Here a WAL file's writes that follow each other are kept in a buffer and
- * written in 64 KiB pwrites when the frame that ends a commit is complete (its header
- * carries the database's size, which only a commit frame does), so a commit is in the file
- * before SQLite marks it committed in the WAL index, as without the buffer: readers in
- * this process and in others (the broker plugin) read it from the file, and a kill -9
- * after COMMIT returned loses nothing. The buffer is also written before any read, sync,
- * truncation or size query of that file, and before a write anywhere else in it.
+ * written in 64 KiB pwrites. The header of a commit frame (it carries the database's size,
+ * which no other frame does) is never kept: the buffer goes out before it, and it and the
+ * next write (its page) go straight to the file. So a commit is whole in the file before
+ * SQLite marks it committed in the WAL index, as without the buffer: readers in this
+ * process and in others (the broker plugin) read it from the file, and a kill -9 after
+ * COMMIT returned loses nothing. That holds as well when SQLite writes a commit header
+ * again with no page after it (it rewrites the checksums of a transaction's frames from a
+ * page it wrote twice, the commit frame's last). The buffer is also written before any
+ * read, sync, truncation or size query of that file, and before a write anywhere else.
  *
  * Frames still in the buffer when the connection gives up the WAL's write lock belong to
  * a transaction that did not commit: they are dropped then (the database file's xShmLock,
@@ -35,7 +38,7 @@ typedef struct {
 	char *buf;
 	size_t len, cap;
 	sqlite3_int64 at;       /* the file offset of buf[0] */
-	int commit_next;        /* the next write is the page of a commit frame */
+	int commit_next;        /* the next write is the page of a commit frame: not kept */
 } wal_file;
 
 /* After a database file (SQLite's own, at the start of its allocation): its WAL file, found
@@ -115,19 +118,20 @@ static int wal_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 	wal_file *w = (wal_file *)f;
 	if(!w->db) return w->real->pMethods->xWrite(w->real, p, n, off);
 	const unsigned char *c = p;
-	int ends_commit = w->commit_next;
+	int commit_page = w->commit_next;
 	/* A frame header's second field is the database's size in pages after a commit, and
-	 * 0 in every other frame; SQLite writes a frame's header, then its page. */
+	 * 0 in every other frame's; SQLite writes a frame's header, then its page. */
 	w->commit_next = n == FRAME_HEADER && (c[4] | c[5] | c[6] | c[7]) != 0;
-	int rc = SQLITE_OK;
-	if(w->len && off != w->at + (sqlite3_int64)w->len) rc = flush(w);
-	if(rc == SQLITE_OK && room(w, (size_t)n) != 0 && (rc = flush(w)) == SQLITE_OK && room(w, (size_t)n) != 0)
-		return w->real->pMethods->xWrite(w->real, p, n, off);
-	if(rc != SQLITE_OK) return rc;
+	int direct = w->commit_next || commit_page; /* a commit frame: straight to the file */
+	if(w->len && (direct || off != w->at + (sqlite3_int64)w->len || room(w, (size_t)n) != 0)) {
+		int rc = flush(w);
+		if(rc != SQLITE_OK) return rc;
+	}
+	if(direct || room(w, (size_t)n) != 0) return w->real->pMethods->xWrite(w->real, p, n, off);
 	if(w->len == 0) w->at = off;
 	memcpy(w->buf + w->len, p, (size_t)n);
 	w->len += (size_t)n;
-	return ends_commit ? flush(w) : SQLITE_OK;
+	return SQLITE_OK;
 }
 
 static int wal_truncate(sqlite3_file *f, sqlite3_int64 size)
