@@ -187,6 +187,57 @@ static void test_rewritten_headers_kept(void **state)
 	sqlite3_close(r);
 }
 
+/* SQLite's unix VFS with WAL writes that fail (SQLITE_FULL, a full disk) while fail_wal is
+ * set; registered as the default before the store's VFS wraps it (main). */
+static sqlite3_vfs fault_vfs, *unix_vfs;
+static sqlite3_io_methods fault_methods;
+static const sqlite3_io_methods *unix_methods;
+static int fail_wal;
+
+static int fault_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+	return fail_wal ? SQLITE_FULL : unix_methods->xWrite(f, p, n, off);
+}
+
+static int fault_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out)
+{
+	(void)v;
+	int rc = unix_vfs->xOpen(unix_vfs, name, f, flags, out);
+	if(rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods) {
+		if(!unix_methods) {
+			unix_methods = f->pMethods;
+			fault_methods = *f->pMethods;
+			fault_methods.xWrite = fault_write;
+		}
+		f->pMethods = &fault_methods;
+	}
+	return rc;
+}
+
+/* A full disk while the buffer is written out for a read: the statement fails, the
+ * transaction goes on (ROLLBACK TO, more writes) and commits. Its frames must all be in
+ * the file, or the commit must fail: never a database with pages missing. */
+static void test_failed_flush_loses_nothing(void **state)
+{
+	ctx *c = *state;
+	sqlite3 *w = conn(c, 1);
+	exec(w, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB); CREATE TABLE t2 (x UNIQUE); PRAGMA cache_size=10");
+	exec(w, "BEGIN IMMEDIATE; SAVEPOINT r1; INSERT INTO t (v)" ROWS(60, 3000) "; RELEASE r1; SAVEPOINT r2");
+	fail_wal = 1;
+	int rc = sqlite3_exec(w, "INSERT INTO t2 (x) SELECT k FROM t", NULL, NULL, NULL);
+	fail_wal = 0;
+	assert_int_not_equal(rc, SQLITE_OK);
+	sqlite3_exec(w, "ROLLBACK TO r2; RELEASE r2", NULL, NULL, NULL);
+	sqlite3_exec(w, "INSERT INTO t (v) VALUES (randomblob(10))", NULL, NULL, NULL);
+	int committed = sqlite3_exec(w, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	if(!committed) sqlite3_exec(w, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(w);
+	sqlite3 *r = conn(c, 0);
+	assert_intact(r);
+	assert_int_equal(one(r, "SELECT count(*) FROM t"), committed ? 61 : 0);
+	sqlite3_close(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +245,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rollback_never_overwrites, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_after_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rewritten_headers_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_flush_loses_nothing, setup, teardown),
 	};
+	unix_vfs = sqlite3_vfs_find(NULL);
+	fault_vfs = *unix_vfs;
+	fault_vfs.zName = "fault";
+	fault_vfs.xOpen = fault_open;
+	if(sqlite3_vfs_register(&fault_vfs, 1) != SQLITE_OK) return 1;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

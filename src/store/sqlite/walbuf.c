@@ -16,7 +16,9 @@
  * a transaction that did not commit: they are dropped then (the database file's xShmLock,
  * the one method of SQLite's own file replaced), never written after another writer (the
  * broker plugin, in its process) may have put its frames at the same place. Every other
- * file is SQLite's own, untouched.
+ * file is SQLite's own, untouched. Not for connections in exclusive locking mode: they
+ * take no shared-memory locks, so nothing would drop a rolled-back rest (the store's
+ * connections never use it).
  * The WAL format is SQLite's documented file format: https://sqlite.org/fileformat.html */
 #include "store/sqlite/internal.h"
 
@@ -67,14 +69,21 @@ static int registered = SQLITE_ERROR;
 /* The unix VFS writes at most 128 KiB - 1 a call (it masks the length to 17 bits). */
 #define WRITE_MAX (64 * 1024)
 
+/* Writes the buffer out. On an error (a full disk) what was not written stays, to be
+ * written by the next flush or dropped with its transaction: SQLite may see the error on a
+ * read and go on, taking those frames as in the file, so they must never just vanish. */
 static int flush(wal_file *w)
 {
+	size_t done = 0;
 	int rc = SQLITE_OK;
-	for(size_t done = 0; rc == SQLITE_OK && done < w->len; done += WRITE_MAX) {
+	while(rc == SQLITE_OK && done < w->len) {
 		size_t n = w->len - done < WRITE_MAX ? w->len - done : WRITE_MAX;
 		rc = w->real->pMethods->xWrite(w->real, w->buf + done, (int)n, w->at + (sqlite3_int64)done);
+		if(rc == SQLITE_OK) done += n;
 	}
-	w->len = 0;
+	if(done < w->len) memmove(w->buf, w->buf + done, w->len - done);
+	w->at += (sqlite3_int64)done;
+	w->len -= done;
 	return rc;
 }
 
