@@ -131,6 +131,23 @@ static void test_rollback_never_overwrites(void **state)
 	sqlite3_close(fresh);
 }
 
+/* sql run by a child process through the store's VFS, killed (SIGKILL) as soon as it
+ * succeeded; then a connection of this process on what it left. */
+static sqlite3 *run_then_kill(const ctx *c, const char *sql)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if(pid == 0) {
+		sqlite3 *w = conn(c, 1);
+		if(sqlite3_exec(w, sql, NULL, NULL, NULL) == SQLITE_OK) raise(SIGKILL);
+		_exit(3);
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	return conn(c, 0);
+}
+
 /* A process killed right after COMMIT returned: its commit is in the file. */
 static void test_kill_after_commit(void **state)
 {
@@ -138,19 +155,7 @@ static void test_kill_after_commit(void **state)
 	sqlite3 *setup_db = conn(c, 0);
 	exec(setup_db, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)");
 	sqlite3_close(setup_db);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if(pid == 0) {
-		sqlite3 *w = conn(c, 1);
-		int ok = sqlite3_exec(w, "BEGIN; INSERT INTO t (v)" ROWS(700, 200) "; COMMIT",
-		                      NULL, NULL, NULL) == SQLITE_OK;
-		if(ok) raise(SIGKILL);
-		_exit(3);
-	}
-	int st = 0;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-	sqlite3 *r = conn(c, 0);
+	sqlite3 *r = run_then_kill(c, "BEGIN; INSERT INTO t (v)" ROWS(700, 200) "; COMMIT");
 	assert_int_equal(one(r, "SELECT count(*) FROM t"), 700);
 	assert_intact(r);
 	sqlite3_close(r);
@@ -167,20 +172,8 @@ static void test_rewritten_headers_kept(void **state)
 	exec(setup_db, "CREATE TABLE t (k INTEGER PRIMARY KEY, m INTEGER, v BLOB);"
 	               "INSERT INTO t (m, v) SELECT 0, randomblob(300) FROM (" ROWS(3000, 1) ")");
 	sqlite3_close(setup_db);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if(pid == 0) {
-		sqlite3 *w = conn(c, 1);
-		int ok = sqlite3_exec(w, "PRAGMA cache_size=20; BEGIN; UPDATE t SET m = 1; UPDATE t SET m = 2; COMMIT;"
-		                         "INSERT INTO t (m, v) VALUES (7, randomblob(10))",
-		                      NULL, NULL, NULL) == SQLITE_OK;
-		if(ok) raise(SIGKILL);
-		_exit(3);
-	}
-	int st = 0;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-	sqlite3 *r = conn(c, 0);
+	sqlite3 *r = run_then_kill(c, "PRAGMA cache_size=20; BEGIN; UPDATE t SET m = 1; UPDATE t SET m = 2; COMMIT;"
+	                              "INSERT INTO t (m, v) VALUES (7, randomblob(10))");
 	assert_int_equal(one(r, "SELECT count(*) FROM t WHERE m = 2"), 3000);
 	assert_int_equal(one(r, "SELECT count(*) FROM t WHERE m = 7"), 1);
 	assert_intact(r);
