@@ -137,8 +137,8 @@ typedef enum {
 /* Reads one line of the batch endpoint's NDJSON answer, which must be for file line
  * expect_line, and appends the device's bundle in format f to out (for dir: the file name,
  * a NUL, the JSON, a NUL). A device without channels in the answer (a minimal one) takes
- * ch's (NULL or not ok: such an answer is broken). private_key: the PEM made for the line's CSR, or NULL for a
- * password template. out NULL: only the line number is checked (a placeholder's answer).
+ * ch's (NULL or not ok: such an answer is broken). private_key: the PEM made for the
+ * line's CSR, or NULL for a password template. out NULL: only the line number is checked (a placeholder's answer).
  * why: why_len bytes; it never holds a secret. */
 batch_answer_kind batch_answer(const char *text, size_t n, long expect_line, batch_format f, const batch_broker *br,
                                const batch_channels *ch, const char *private_key, batch_buf *out, int *cut, char *why,

@@ -31,6 +31,7 @@ struct batch_net {
 	int64_t run;
 	int minimal;          /* ask for minimal answers: the template's channels are known */
 	int parallel;
+	int nslots;           /* parallel + 1: the chunks held (batch_net.h, BATCH_SLOTS) */
 	long chunk;
 	uint64_t seq;
 	batch_slot slots[BATCH_SLOTS];
@@ -70,10 +71,11 @@ imp_err batch_net_open(const char *server, const char *api_key, int parallel, lo
 	n->auth = imp_malloc(strlen(api_key) + 32);
 	n->multi = curl_multi_init();
 	n->parallel = parallel;
+	n->nslots = parallel + 1;
 	n->chunk = chunk;
 	if(!n->server || !n->auth || !n->multi) return IMP_ERR_NOMEM;
 	snprintf(n->auth, strlen(api_key) + 32, "Authorization: Bearer %s", api_key);
-	for(int i = 0; i < parallel + 1; i++) {
+	for(int i = 0; i < n->nslots; i++) {
 		batch_slot *s = &n->slots[i];
 		s->req.max = (size_t)1 << 31;
 		s->resp.max = (size_t)chunk * LINE_ANSWER_MAX;
@@ -252,7 +254,7 @@ batch_slot *batch_net_free_slot(batch_net *n)
 {
 	int in_flight = 0;
 	batch_slot *free_slot = NULL;
-	for(int i = 0; i < n->parallel + 1; i++) {
+	for(int i = 0; i < n->nslots; i++) {
 		batch_slot *s = &n->slots[i];
 		if(s->busy && !s->done) in_flight++;
 		if(!s->busy && !free_slot) free_slot = s;
@@ -290,7 +292,7 @@ void batch_net_send(batch_net *n, batch_slot *s)
 batch_slot *batch_net_oldest(batch_net *n)
 {
 	batch_slot *best = NULL;
-	for(int i = 0; i < n->parallel + 1; i++) {
+	for(int i = 0; i < n->nslots; i++) {
 		batch_slot *s = &n->slots[i];
 		if(s->busy && (!best || s->seq < best->seq)) best = s;
 	}
@@ -319,7 +321,7 @@ static void run_until_done(batch_net *n, batch_slot *s)
 
 void batch_net_settle(batch_net *n, const batch_slot *except)
 {
-	for(int i = 0; i < n->parallel + 1; i++) {
+	for(int i = 0; i < n->nslots; i++) {
 		batch_slot *s = &n->slots[i];
 		if(s != except && s->busy) run_until_done(n, s);
 	}
