@@ -26,6 +26,22 @@ void imp_store_close(imp_store **s);
 /* This thread's connection, opened on first use; closed when the thread exits or the store
  * closes. NULL when it cannot be opened. */
 imp_db *imp_store_db(imp_store *s);
+
+/* imp_store_db, inside a read transaction that sees every commit made before the call, in
+ * any process, as one begun now would. Beginning and ending SQLite's read transaction was
+ * a seventh of a GET by id's time, so the transaction is kept open after
+ * imp_db_read_done and taken again by this thread's next call, so long as the WAL index's
+ * header shows that nothing has committed since it began (which is exact: any commit
+ * changes the header before its COMMIT returns). A kept transaction ends at the first
+ * statement this thread runs outside the pair; and, so that it never holds the WAL back,
+ * when the store's checkpointer finds it idle (every 50 ms) or the writer needs the WAL to
+ * start over. For requests that read and then answer; every call is paired with
+ * imp_db_read_done. Writes inside the pair still go to the writer (imp_db_begin). */
+imp_db *imp_store_reader(imp_store *s);
+/* Ends imp_store_reader's pair (NULL: nothing to do). */
+void imp_db_read_done(imp_db *db);
+/* How many connections keep a read transaction (for tests). */
+int imp_store_readers_kept(imp_store *s);
 /* The WAL lengths (pages) at which the store's checkpointer wakes, and past which the
  * writer checkpoints at commit itself (defaults 4096 and 65536; see db.c). For tests. */
 void imp_store_set_checkpoint(imp_store *s, int wake_pages, int inline_pages);

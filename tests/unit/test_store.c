@@ -1830,6 +1830,7 @@ struct reader_arg {
 	ctx *c;
 	volatile int stop;
 	int reads, failures;
+	int kept;   /* read as the server's GETs do, in imp_store_reader's pairs */
 };
 
 /* Reads all the while, so the WAL always has readers, as a busy server's has. */
@@ -1840,7 +1841,10 @@ static void *reader_thread(void *p)
 	while(db && !a->stop) {
 		imp_query q = {.page = 1, .page_size = 10, .after = -1, .want_count = 1};
 		int64_t count, last;
-		if(imp_db_list(db, &imp_kind_device_template, a->c->acct_a, &q, render, NULL, NULL, &count, &last)) a->failures++;
+		imp_db *r = a->kept ? imp_store_reader(a->c->store) : db;
+		if(r != db || imp_db_list(db, &imp_kind_device_template, a->c->acct_a, &q, render, NULL, NULL, &count, &last))
+			a->failures++;
+		if(a->kept) imp_db_read_done(r);
 		a->reads++;
 	}
 	return NULL;
@@ -1849,11 +1853,10 @@ static void *reader_thread(void *p)
 /* Under a steady stream of writes with readers throughout, the checkpointer keeps the WAL
  * starting over near its wake length, far below the length at which the writer would
  * checkpoint at commit itself (without its last step the WAL grew to that and stayed). */
-static void test_wal_stays_short(void **state)
+static void wal_stays_short(ctx *c, int kept)
 {
-	ctx *c = *state;
 	imp_store_set_checkpoint(c->store, 64, 100000);
-	struct reader_arg ra = {c, 0, 0, 0};
+	struct reader_arg ra = {c, 0, 0, 0, kept};
 	pthread_t rt, t[WRITERS];
 	assert_int_equal(pthread_create(&rt, NULL, reader_thread, &ra), 0);
 	writer_arg args[WRITERS];
@@ -1882,6 +1885,139 @@ static void test_wal_stays_short(void **state)
 	 * last step the WAL held them all (20 MB and more). */
 	if(size > 2048L * 4096) fail_msg("the WAL grew to %ld bytes", size);
 	assert_int_equal(imp_db_integrity(c->db), IMP_OK);
+}
+
+static void test_wal_stays_short(void **state) { wal_stays_short(*state, 0); }
+
+/* The same with the reader keeping its read transaction between reads, as GETs do: the
+ * writer still starts the WAL over (without the drain, a reader that is nearly always
+ * inside a read held it back, and the WAL grew to the writer's own limit). */
+static void test_wal_stays_short_kept_reads(void **state) { wal_stays_short(*state, 1); }
+
+/* ---- kept read transactions (imp_store_reader) ---- */
+
+static int template_found(ctx *c, imp_db *db, const imp_entity *t)
+{
+	imp_entity got;
+	imp_err rc = imp_db_get(db, &imp_kind_device_template, t->account, t->id.s, &got);
+	if(rc == IMP_OK) imp_entity_clear(&got);
+	else assert_int_equal(rc, IMP_ERR_NOT_FOUND);
+	return rc == IMP_OK;
+}
+
+/* Each pair sees every commit made before it: through the store's writer, on the thread's
+ * own connection, and by another connection (another process's, as the broker's). */
+static void test_kept_reads_see_commits(void **state)
+{
+	ctx *c = *state;
+	imp_entity t1, t2, t3, t4;
+	insert_template(c, c->acct_a, "one", &t1);
+
+	imp_db *r = imp_store_reader(c->store);
+	assert_ptr_equal(r, c->db);
+	assert_true(template_found(c, r, &t1));
+	imp_db_read_done(r);
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+	/* nothing committed: the same transaction serves the next pair */
+	r = imp_store_reader(c->store);
+	assert_true(template_found(c, r, &t1));
+	imp_db_read_done(r);
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+
+	/* a commit through the writer */
+	new_entity(c, c->acct_a, &t2, json_pack("{s:s, s:s}", "name", "two", "authenticationMethod", "password"));
+	imp_db *w = c->db;
+	assert_int_equal(imp_db_begin(&w), IMP_OK);
+	assert_int_equal(imp_db_insert(w, &imp_kind_device_template, &t2, NULL), IMP_OK);
+	assert_int_equal(imp_db_commit(&w), IMP_OK);
+	assert_ptr_equal(w, c->db);
+	r = imp_store_reader(c->store);
+	assert_true(template_found(c, r, &t2));
+	imp_db_read_done(r);
+
+	/* a commit by a connection of its own, outside the store */
+	imp_db *other;
+	assert_int_equal(imp_db_open(c->path, 0, 1000, &other), IMP_OK);
+	new_entity(c, c->acct_a, &t3, json_pack("{s:s, s:s}", "name", "three", "authenticationMethod", "password"));
+	assert_int_equal(imp_db_tx_begin(other), IMP_OK);
+	assert_int_equal(imp_db_insert(other, &imp_kind_device_template, &t3, NULL), IMP_OK);
+	assert_int_equal(imp_db_tx_commit(other), IMP_OK);
+	r = imp_store_reader(c->store);
+	assert_true(template_found(c, r, &t3));
+	imp_db_read_done(r);
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+
+	/* a statement outside a pair ends the kept transaction first: it sees t4 */
+	new_entity(c, c->acct_a, &t4, json_pack("{s:s, s:s}", "name", "four", "authenticationMethod", "password"));
+	assert_int_equal(imp_db_tx_begin(other), IMP_OK);
+	assert_int_equal(imp_db_insert(other, &imp_kind_device_template, &t4, NULL), IMP_OK);
+	assert_int_equal(imp_db_tx_commit(other), IMP_OK);
+	assert_true(template_found(c, c->db, &t4));
+	assert_int_equal(imp_store_readers_kept(c->store), 0);
+	/* and a write on the thread's connection, outside a pair, is not caught in one */
+	r = imp_store_reader(c->store);
+	imp_db_read_done(r);
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+	assert_int_equal(imp_db_delete(c->db, &imp_kind_device_template, c->acct_a, t4.id.s, -1), IMP_OK);
+	assert_int_equal(imp_store_readers_kept(c->store), 0);
+	assert_false(template_found(c, other, &t4));
+	imp_db_close(&other);
+	imp_entity_clear(&t1);
+	imp_entity_clear(&t2);
+	imp_entity_clear(&t3);
+	imp_entity_clear(&t4);
+}
+
+static int kept_after(ctx *c, int ms)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+	for(int waited = 0; waited < ms && imp_store_readers_kept(c->store); waited += 10) nanosleep(&ts, NULL);
+	return imp_store_readers_kept(c->store);
+}
+
+struct pair_arg {
+	ctx *c;
+	volatile int stop, inside;
+};
+
+/* One pair, left open until told (a request still running). */
+static void *pair_thread(void *p)
+{
+	struct pair_arg *a = p;
+	imp_db *r = imp_store_reader(a->c->store);
+	a->inside = 1;
+	while(!a->stop) {
+		struct timespec ts = {0, 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	imp_db_read_done(r);
+	return NULL;
+}
+
+/* A kept transaction whose thread has gone idle ends within the checkpointer's sweep; one
+ * inside its pair is left alone. */
+static void test_kept_reads_end_when_idle(void **state)
+{
+	ctx *c = *state;
+	imp_db_read_done(imp_store_reader(c->store));
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+	assert_int_equal(kept_after(c, 2000), 0);
+
+	struct pair_arg a = {c, 0, 0};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, pair_thread, &a), 0);
+	while(!a.inside) {
+		struct timespec ts = {0, 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+	struct timespec ts = {0, 300 * 1000000L};
+	nanosleep(&ts, NULL);
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+	a.stop = 1;
+	assert_int_equal(pthread_join(t, NULL), 0);
+	/* the thread has exited: its connection closed, and its transaction with it */
+	assert_int_equal(imp_store_readers_kept(c->store), 0);
 }
 
 /* ---- the connection-status map ---- */
@@ -2068,6 +2204,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_status_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_stays_short, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_stays_short_kept_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_reads_see_commits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_reads_end_when_idle, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * See ARCHITECTURE.md for the settings and the measurements behind them. */
 #include "store/sqlite/internal.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -55,6 +56,7 @@ struct imp_writer {
 #define FINISH_WAIT_MS 20         /* the writer's wait for readers to leave the WAL */
 #define WRITER_BUSY_MS 10000
 #define CKPT_INLINE_PAGES 65536   /* 256 MiB: the writer checkpoints itself */
+#define KEPT_IDLE_MS 50           /* the checkpointer's sweep of idle kept reads */
 
 struct imp_ckpt {
 	pthread_t thread;
@@ -74,6 +76,8 @@ struct imp_store {
 	struct imp_writer writer;
 	struct imp_ckpt ckpt;
 	imp_status *status;   /* the broker's connection-status map, read */
+	atomic_int kept;      /* connections keeping a read transaction (imp_store_reader) */
+	atomic_int drain;     /* the writer waits for readers to leave the WAL: keep none */
 };
 
 /* FNV-1a over the length and the first and last 32 bytes: statements built from parts
@@ -119,7 +123,16 @@ sqlite3_stmt *store__stmt_rebound(imp_db *db, const char *sql)
 	return cached_stmt(db, sql, store__sql_hash(sql), 0);
 }
 
+static sqlite3_stmt *lookup_stmt(imp_db *db, const char *sql, uint32_t h, int unbind);
+static void leave_kept(imp_db *db);
+
 static sqlite3_stmt *cached_stmt(imp_db *db, const char *sql, uint32_t h, int unbind)
+{
+	leave_kept(db);
+	return lookup_stmt(db, sql, h, unbind);
+}
+
+static sqlite3_stmt *lookup_stmt(imp_db *db, const char *sql, uint32_t h, int unbind)
 {
 	struct stmt_slot *idle = NULL;
 	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
@@ -202,6 +215,7 @@ imp_err store__rc(int rc)
 
 imp_err store__exec(imp_db *db, const char *sql)
 {
+	leave_kept(db);
 	return store__rc(sqlite3_exec(db->conn, sql, NULL, NULL, NULL));
 }
 
@@ -217,8 +231,10 @@ static imp_err db_open(const char *path, int flags, imp_db **out)
 	pthread_once(&config_once, config_sqlite);
 	imp_db *db = imp_calloc(1, sizeof *db);
 	if(!db) return IMP_ERR_NOMEM;
+	pthread_mutex_init(&db->use, NULL);
 	if(sqlite3_open_v2(path, &db->conn, flags | SQLITE_OPEN_NOMUTEX, store__vfs()) != SQLITE_OK) {
 		sqlite3_close(db->conn);
+		pthread_mutex_destroy(&db->use);
 		imp_free(db);
 		return IMP_ERR_STORE;
 	}
@@ -228,6 +244,7 @@ static imp_err db_open(const char *path, int flags, imp_db **out)
 		"PRAGMA cache_size=-16384; PRAGMA mmap_size=" MMAP_READERS "; PRAGMA temp_store=MEMORY;");
 	if(rc) {
 		sqlite3_close(db->conn);
+		pthread_mutex_destroy(&db->use);
 		imp_free(db);
 		return rc;
 	}
@@ -235,8 +252,11 @@ static imp_err db_open(const char *path, int flags, imp_db **out)
 	return IMP_OK;
 }
 
+static void end_kept(imp_db *db);
+
 static void db_close(imp_db *db)
 {
+	if(atomic_load(&db->held)) end_kept(db);
 	imp_feed_close(&db->feed);
 	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
 		if(db->cache[i].sql) {
@@ -245,6 +265,7 @@ static void db_close(imp_db *db)
 		}
 	}
 	sqlite3_close(db->conn);
+	pthread_mutex_destroy(&db->use);
 	imp_free(db);
 }
 
@@ -291,16 +312,38 @@ static imp_err migrate(imp_db *db)
 	return IMP_OK;
 }
 
+static void readers_out(imp_store *s);
+
 static void *ckpt_run(void *arg)
 {
 	imp_store *s = arg;
 	struct imp_ckpt *c = &s->ckpt;
 	pthread_mutex_lock(&c->lock);
 	for(;;) {
-		while(!c->due && !c->stop) pthread_cond_wait(&c->wake, &c->lock);
+		while(!c->due && !c->stop) {
+			if(!atomic_load(&s->kept)) {
+				pthread_cond_wait(&c->wake, &c->lock);
+				continue;
+			}
+			/* Read transactions kept by threads that have gone idle end within
+			 * KEPT_IDLE_MS: a kept snapshot holds back the WAL's copy past it. */
+			struct timespec t;
+			clock_gettime(CLOCK_REALTIME, &t);
+			t.tv_nsec += KEPT_IDLE_MS * 1000000L;
+			if(t.tv_nsec >= 1000000000L) {
+				t.tv_sec++;
+				t.tv_nsec -= 1000000000L;
+			}
+			if(pthread_cond_timedwait(&c->wake, &c->lock, &t) == ETIMEDOUT) {
+				pthread_mutex_unlock(&c->lock);
+				readers_out(s);
+				pthread_mutex_lock(&c->lock);
+			}
+		}
 		if(c->stop) break;
 		c->due = 0;
 		pthread_mutex_unlock(&c->lock);
+		readers_out(s);
 		/* While writers go on: the bulk of the copy and its fsyncs. BUSY (another
 		 * checkpoint is running) leaves it to the next wake. */
 		int log = 0, done = 0, prev = 0;
@@ -450,8 +493,10 @@ imp_err imp_db_open(const char *path, int readonly, int busy_ms, imp_db **out)
 	imp_db *db = imp_calloc(1, sizeof *db);
 	if(!db) return IMP_ERR_NOMEM;
 	int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
+	pthread_mutex_init(&db->use, NULL);
 	if(sqlite3_open_v2(path, &db->conn, flags, NULL) != SQLITE_OK) {
 		sqlite3_close(db->conn);
+		pthread_mutex_destroy(&db->use);
 		imp_free(db);
 		return IMP_ERR_NOT_FOUND;
 	}
@@ -514,10 +559,122 @@ imp_db *imp_store_db(imp_store *s)
 	return db;
 }
 
+/* Kept read transactions (imp_store_reader). */
+#define WAL_HEADER 48          /* bytes of the WAL index header; a copy follows it */
+#define WAL_HEADER_INIT 12     /* its isInit byte */
+
+/* The WAL index header now, in out; 0 when its two copies differ: SQLite writes the second
+ * and then the first, so a commit in the middle of that shows them apart (its readers
+ * compare them the same way). */
+static int wal_header(const volatile unsigned char *w, unsigned char out[WAL_HEADER])
+{
+	unsigned char second[WAL_HEADER];
+	if(!w) return 0;
+	for(int i = 0; i < WAL_HEADER; i++) out[i] = w[i];
+	atomic_thread_fence(memory_order_seq_cst);
+	for(int i = 0; i < WAL_HEADER; i++) second[i] = w[WAL_HEADER + i];
+	return out[WAL_HEADER_INIT] && memcmp(out, second, WAL_HEADER) == 0;
+}
+
+/* One statement of the kept transaction's own (BEGIN, COMMIT, its first read), past
+ * leave_kept. */
+static int kept_step(imp_db *db, const char *sql)
+{
+	sqlite3_stmt *st = lookup_stmt(db, sql, store__sql_hash(sql), 0);
+	if(!st) return SQLITE_ERROR;
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Ends db's kept transaction; db->use locked, db->held set. */
+static void end_kept(imp_db *db)
+{
+	if(kept_step(db, "COMMIT") != SQLITE_OK && !sqlite3_get_autocommit(db->conn)) kept_step(db, "ROLLBACK");
+	atomic_store(&db->held, 0);
+	if(db->store) atomic_fetch_sub(&db->store->kept, 1);
+}
+
+/* Begins a transaction to keep, on db (db->use locked, none held), when it can tell the
+ * snapshot SQLite gives it: the header is the same before and after the transaction takes
+ * it, so it is that header's. Otherwise (a commit in between, or the WAL index not mapped
+ * before the connection's first read) this request reads as every statement would alone. */
+static void start_kept(imp_db *db)
+{
+	unsigned char before[WAL_HEADER], after[WAL_HEADER];
+	const volatile unsigned char *w = store__wal_index(db->conn);
+	if(!wal_header(w, before) || kept_step(db, "BEGIN") != SQLITE_OK) return;
+	if(kept_step(db, "SELECT 1 FROM sqlite_schema LIMIT 1") != SQLITE_OK || !wal_header(w, after) ||
+	   memcmp(before, after, WAL_HEADER) != 0) {
+		kept_step(db, "COMMIT");
+		return;
+	}
+	memcpy(db->snapshot, before, WAL_HEADER);
+	atomic_store(&db->held, 1);
+	imp_store *s = db->store;
+	if(atomic_fetch_add(&s->kept, 1) == 0 && s->ckpt.started) {
+		/* The checkpointer's timed sweep starts (ckpt_run). */
+		pthread_mutex_lock(&s->ckpt.lock);
+		pthread_cond_signal(&s->ckpt.wake);
+		pthread_mutex_unlock(&s->ckpt.lock);
+	}
+}
+
+/* Before a statement outside imp_store_reader's pair: that may be a write, or a read that
+ * must see this thread's own commit since. */
+static void leave_kept(imp_db *db)
+{
+	if(!atomic_load_explicit(&db->held, memory_order_acquire) || db->reading) return;
+	pthread_mutex_lock(&db->use);
+	if(atomic_load(&db->held)) end_kept(db);
+	pthread_mutex_unlock(&db->use);
+}
+
+/* Ends every kept transaction whose thread is not inside a request. */
+static void readers_out(imp_store *s)
+{
+	if(!atomic_load(&s->kept)) return;
+	pthread_mutex_lock(&s->lock);
+	for(imp_db *db = s->all; db; db = db->next) {
+		if(!atomic_load(&db->held) || pthread_mutex_trylock(&db->use)) continue;
+		if(atomic_load(&db->held)) end_kept(db);
+		pthread_mutex_unlock(&db->use);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+imp_db *imp_store_reader(imp_store *s)
+{
+	imp_db *db = imp_store_db(s);
+	if(!db) return NULL;
+	pthread_mutex_lock(&db->use);
+	db->reading = 1;
+	int drain = atomic_load(&s->drain);
+	if(atomic_load(&db->held)) {
+		unsigned char now[WAL_HEADER];
+		if(drain || !wal_header(store__wal_index(db->conn), now) || memcmp(now, db->snapshot, WAL_HEADER) != 0)
+			end_kept(db);
+	}
+	if(!atomic_load(&db->held) && !drain) start_kept(db);
+	return db;
+}
+
+void imp_db_read_done(imp_db *db)
+{
+	if(!db || !db->reading) return;
+	if(atomic_load(&db->held) && atomic_load(&db->store->drain)) end_kept(db);
+	db->reading = 0;
+	pthread_mutex_unlock(&db->use);
+}
+
+int imp_store_readers_kept(imp_store *s) { return atomic_load(&s->kept); }
+
 void imp_store_close(imp_store **sp)
 {
 	imp_store *s = *sp;
 	if(!s) return;
+	/* First the checkpointer, which also ends idle kept read transactions (s->all). */
+	ckpt_stop(s);
 	pthread_setspecific(s->key, NULL);
 	pthread_key_delete(s->key);
 	while(s->all) {
@@ -526,7 +683,6 @@ void imp_store_close(imp_store **sp)
 		db_close(db);
 	}
 	pthread_mutex_destroy(&s->lock);
-	ckpt_stop(s);
 	if(s->writer.db) db_close(s->writer.db);
 	pthread_cond_destroy(&s->writer.done);
 	pthread_mutex_destroy(&s->writer.done_lock);
@@ -626,9 +782,12 @@ static imp_err begin(imp_db **dbp, int mark)
 			 * readers still on the WAL's frames to end their reads, so this transaction
 			 * starts the WAL over. PASSIVE left that to chance, which a loaded machine
 			 * with readers throughout lost every time. */
+			atomic_store(&s->drain, 1);   /* no read transaction is kept meanwhile */
+			readers_out(s);
 			sqlite3_busy_timeout(w->db->conn, FINISH_WAIT_MS);
 			int crc = sqlite3_wal_checkpoint_v2(w->db->conn, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
 			sqlite3_busy_timeout(w->db->conn, WRITER_BUSY_MS);
+			atomic_store(&s->drain, 0);
 			if(crc == SQLITE_BUSY) atomic_store(&w->finish_ckpt, 1);   /* try again at the next */
 		}
 		if((rc = writer_exec(w->db, "BEGIN IMMEDIATE"))) {

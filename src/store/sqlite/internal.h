@@ -1,7 +1,9 @@
 /* Shared by the SQLite backend's files; nothing outside src/store/sqlite includes this. */
 #ifndef IMP_STORE_SQLITE_INTERNAL_H
 #define IMP_STORE_SQLITE_INTERNAL_H
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -30,6 +32,13 @@ struct imp_db {
 	int busy_ms;             /* imp_db_open's, for imp_db_busy_poll */
 	int feed_dirty;          /* the open transaction wrote a change row */
 	imp_feed *feed;          /* the feed's generation counter, mapped at the first bump */
+	/* A read transaction kept between requests (imp_store_reader). held: it is open, set
+	 * by the connection's thread, cleared by whoever ends it, with use locked; reading:
+	 * the thread is inside imp_store_reader .. imp_db_read_done, use locked. */
+	pthread_mutex_t use;
+	atomic_int held;
+	int reading;
+	unsigned char snapshot[48];   /* the WAL index header the transaction began at */
 };
 
 /* At the end of db's transaction, however it ended: one that wrote a change row moves the
@@ -44,6 +53,10 @@ imp_status *store__status(imp_db *db);
 /* The name of the store's VFS (walbuf.c: SQLite's own, with each commit's WAL writes
  * gathered into one), or NULL for SQLite's default should it fail to register. */
 const char *store__vfs(void);
+/* The first region of conn's WAL index (the -shm file, as SQLite maps it), whose first
+ * 96 bytes are the two copies of its header (https://sqlite.org/walformat.html); NULL
+ * before the connection's first read, or on a connection not opened with store__vfs. */
+const volatile void *store__wal_index(sqlite3 *conn);
 
 /* The cached prepared statement for sql, reset and unbound; NULL on failure. The
  * connection owns it: callers reset it after use and never finalize it. */

@@ -13,9 +13,11 @@
  * read, sync, truncation or size query of that file, and before a write anywhere else.
  *
  * Frames still in the buffer when the connection gives up the WAL's write lock belong to
- * a transaction that did not commit: they are dropped then (the database file's xShmLock,
- * the one method of SQLite's own file replaced), never written after another writer (the
- * broker plugin, in its process) may have put its frames at the same place. Every other
+ * a transaction that did not commit: they are dropped then (the database file's xShmLock),
+ * never written after another writer (the broker plugin, in its process) may have put its
+ * frames at the same place. The database file is otherwise SQLite's own: its xShmMap and
+ * xShmUnmap only note where the WAL index's first region is mapped (store__wal_index, for
+ * imp_store_reader's check that nothing has committed), and xClose unlinks it. Every other
  * file is SQLite's own, untouched. Not for connections in exclusive locking mode: they
  * take no shared-memory locks, so nothing would drop a rolled-back rest (the store's
  * connections never use it).
@@ -48,6 +50,7 @@ typedef struct {
 struct db_link {
 	const char *name;
 	wal_file *wal;
+	const volatile void *shm;   /* the WAL index's first region, while mapped */
 	db_link *next;
 };
 
@@ -216,6 +219,19 @@ static int db_shm_lock(sqlite3_file *f, int offset, int n, int flags)
 	return unix_db_methods->xShmLock(f, offset, n, flags);
 }
 
+static int db_shm_map(sqlite3_file *f, int region, int size, int extend, void volatile **pp)
+{
+	int rc = unix_db_methods->xShmMap(f, region, size, extend, pp);
+	if(rc == SQLITE_OK && region == 0 && *pp) LINK_OF(f)->shm = *pp;
+	return rc;
+}
+
+static int db_shm_unmap(sqlite3_file *f, int delete_flag)
+{
+	LINK_OF(f)->shm = NULL;
+	return unix_db_methods->xShmUnmap(f, delete_flag);
+}
+
 static int db_close(sqlite3_file *f)
 {
 	db_link *l = LINK_OF(f);
@@ -243,11 +259,13 @@ static int open_db(const char *name, sqlite3_file *f, int flags, int *out_flags)
 		unix_db_methods = f->pMethods;
 		db_methods = *f->pMethods;
 		db_methods.xShmLock = db_shm_lock;
+		db_methods.xShmMap = db_shm_map;
+		db_methods.xShmUnmap = db_shm_unmap;
 		db_methods.xClose = db_close;
 	}
 	if(f->pMethods == unix_db_methods) {
 		db_link *l = LINK_OF(f);
-		*l = (db_link){name, NULL, links};
+		*l = (db_link){name, NULL, NULL, links};
 		links = l;
 		f->pMethods = &db_methods;
 	}
@@ -300,4 +318,13 @@ const char *store__vfs(void)
 {
 	pthread_once(&once, init);
 	return registered == SQLITE_OK ? vfs.zName : NULL;
+}
+
+const volatile void *store__wal_index(sqlite3 *conn)
+{
+	sqlite3_file *f = NULL;
+	if(sqlite3_file_control(conn, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+	   f->pMethods != &db_methods)
+		return NULL;
+	return LINK_OF(f)->shm;
 }
