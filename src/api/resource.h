@@ -12,6 +12,8 @@ typedef struct imp_resource imp_resource;
  * their template's channels, and the text of them with the device id cut out). Zeroed to
  * start; released with imp_render_cache_clear. */
 typedef struct {
+	int64_t account;                       /* a thread's cache (devices.c): whose, and */
+	uint64_t generation;                   /* the template cache's generation it is of */
 	char key[IMP_UUID_LEN + 1];
 	json_t *value;
 	char text_account[IMP_UUID_LEN + 1];   /* the account id text was made for */

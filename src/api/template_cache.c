@@ -98,3 +98,4 @@ imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, jso
 }
 
 void imp_template_cache_forget(void) { atomic_fetch_add(&generation, 1); }
+uint64_t imp_template_cache_generation(void) { return atomic_load(&generation); }

@@ -16,5 +16,8 @@
 imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, json_t **channels, json_t **fields);
 
 void imp_template_cache_forget(void);
+/* Moves on at every imp_template_cache_forget: a copy taken from the cache at or after
+ * reading generation g is current while this still says g. */
+uint64_t imp_template_cache_generation(void);
 
 #endif
