@@ -587,6 +587,42 @@ static void renew_session(void **state)
 
 /* ---- API keys ------------------------------------------------------------------------- */
 
+/* The server remembers keys it has seen in 256 slots: with more keys than slots in use,
+ * each key must still be itself, and a key nobody made must still be refused whichever
+ * remembered key shares its slot. */
+#define MANY_KEYS 300
+static void api_keys_beyond_the_cache(void **state)
+{
+	(void)state;
+	static char keys[MANY_KEYS][64];
+	for(int i = 0; i < MANY_KEYS; i++) {
+		char body[128];
+		snprintf(body, sizeof body, "{\"name\": \"many-%d\", \"scopes\": [\"%s\"]}", i, i % 2 ? "read" : "provisioning");
+		h_resp r = h_call(&S, "POST", "/api/v1/api-keys", S.admin.api_key, body, NULL);
+		assert_int_equal(r.status, 201);
+		snprintf(keys[i], sizeof keys[i], "%s", h_str(&r, "apiKey.key"));
+		h_resp_free(&r);
+	}
+	/* Twice round, so every slot has been taken over by another key. Read keys may list
+	 * devices but not create one (403 before the body is read: an empty one does). */
+	for(int round = 0; round < 2; round++) {
+		for(int i = 0; i < MANY_KEYS; i++) {
+			assert_int_equal(status_of("GET", "/api/v1/devices?pageSize=1", keys[i], NULL), 200);
+			long st = status_of("POST", "/api/v1/devices", keys[i], "{}");
+			if(i % 2) assert_int_equal(st, 403);
+			else assert_int_not_equal(st, 403);
+		}
+	}
+	/* Keys of the right form that were never made (a real key with one character changed),
+	 * most of them in a slot a real key holds. */
+	for(int i = 0; i < 64; i++) {
+		char fake[64];
+		snprintf(fake, sizeof fake, "imp_%s", keys[i] + 4);
+		fake[4 + i % 40] = fake[4 + i % 40] == 'A' ? 'B' : 'A';
+		assert_int_equal(status_of("GET", "/api/v1/devices?pageSize=1", fake, NULL), 401);
+	}
+}
+
 static void api_key_lifecycle(void **state)
 {
 	h_resp r = h_call(&S, "POST", "/api/v1/api-keys", S.admin.api_key, "{\"name\": \"factory rig\", \"scopes\": [\"read\"]}",
@@ -979,6 +1015,7 @@ int main(void)
 		cmocka_unit_test(jwt_expired),
 		cmocka_unit_test(renew_session),
 		cmocka_unit_test(api_key_lifecycle),
+		cmocka_unit_test(api_keys_beyond_the_cache),
 		cmocka_unit_test(api_key_scope_validation),
 		cmocka_unit_test(scope_limits),
 		cmocka_unit_test(account_users),
