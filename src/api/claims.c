@@ -230,7 +230,7 @@ static imp_err refused_finish(imp_req *r, imp_err rc)
  * caller's address, as its answer may come after this returns. */
 static imp_err refuse_audited(imp_req *r, const imp_entity *found, const char *serial, const char *why, int *counted)
 {
-	imp_ratelimit_fail(r->app->claim_fail_by_addr, r->addr);
+	imp_ratelimit_fail(r->app->claim_fail_by_addr, api_client_addr(r));
 	*counted = 0;
 	imp_err rc = imp_db_undo(r->db);
 	json_t *d = rc ? NULL : json_pack("{s:s, s:s}", "serialNumber", serial, "reason", why);
@@ -312,13 +312,13 @@ out:
 
 imp_err imp_h_claim(imp_req *r)
 {
-	unsigned wait = imp_ratelimit_blocked(r->app->claim_fail_by_addr, r->addr);
+	unsigned wait = imp_ratelimit_blocked(r->app->claim_fail_by_addr, api_client_addr(r));
 	if(wait) return rate_limited(r, wait);
 	int counted = 1;
 	imp_err rc = IMP_ERR_BAD_REQUEST;
 	json_t *body = api_body_object(r);
 	if(body) rc = claim(r, body, &counted);
 	json_decref(body);
-	if(rc && counted) imp_ratelimit_fail(r->app->claim_fail_by_addr, r->addr);
+	if(rc && counted) imp_ratelimit_fail(r->app->claim_fail_by_addr, api_client_addr(r));
 	return rc;
 }

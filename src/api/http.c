@@ -2,6 +2,7 @@
  * errors to HTTP statuses. */
 #include "api/http.h"
 
+#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -138,6 +139,19 @@ json_t *api_body_object(imp_req *r)
 const char *api_query(imp_req *r, const char *name)
 {
 	return r->conn ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name) : NULL;
+}
+
+const char *api_client_addr(imp_req *r)
+{
+	if(r->addr[0] || !r->conn) return r->addr;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if(!ci || !ci->client_addr) return r->addr;
+	const struct sockaddr *sa = ci->client_addr;
+	if(sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->addr, (socklen_t)sizeof r->addr);
+	else if(sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->addr, (socklen_t)sizeof r->addr);
+	return r->addr;
 }
 
 const char *api_header(imp_req *r, const char *name)

@@ -62,7 +62,7 @@ typedef struct imp_req {
 	size_t body_len;
 	imp_principal who;
 	imp_db *db;
-	char addr[64];        /* client address, for rate limits */
+	char addr[64];        /* client address, for rate limits: api_client_addr */
 	/* Answering after the commit. When the server sets later, a handler may pass it to
 	 * imp_db_commit_later, set finish and finish_arg, and return IMP_OK: the server calls
 	 * finish(r, rc) once the group's commit ended (rc its outcome), on an HTTP thread with
@@ -175,6 +175,10 @@ imp_err api_expected_version(imp_req *r, int64_t *out);
 
 /* A request header, or NULL. */
 const char *api_header(imp_req *r, const char *name);
+
+/* The client's address as text (r->addr, made at the first call: most requests never
+ * need it), or "" when unknown. */
+const char *api_client_addr(imp_req *r);
 
 /* Version numbers to and from their opaque text. */
 void api_version_text(int64_t v, char out[24]);

@@ -76,7 +76,7 @@ imp_err imp_h_login(imp_req *r)
 	char email_key[IMP_EMAIL_MAX + 8];
 	snprintf(email_key, sizeof email_key, "e:%s", email);
 	unsigned wait = imp_ratelimit_blocked(r->app->login_by_email, email_key);
-	unsigned wait2 = imp_ratelimit_blocked(r->app->login_by_addr, r->addr);
+	unsigned wait2 = imp_ratelimit_blocked(r->app->login_by_addr, api_client_addr(r));
 	if(wait || wait2) {
 		rc = rate_limited(r, wait > wait2 ? wait : wait2);
 		goto out;
@@ -101,7 +101,7 @@ imp_err imp_h_login(imp_req *r)
 		 * not tell which addresses have an account. */
 		if(!t.seen) imp_password_check(dummy_hash(), password);
 		imp_ratelimit_fail(r->app->login_by_email, email_key);
-		imp_ratelimit_fail(r->app->login_by_addr, r->addr);
+		imp_ratelimit_fail(r->app->login_by_addr, api_client_addr(r));
 		rc = api_fail(r, IMP_ERR_UNAUTHORIZED, "invalid_login", NULL, "wrong email address or password");
 		goto out;
 	}

@@ -18,7 +18,6 @@
 #define _GNU_SOURCE /* accept4 */
 #include "api/server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -199,16 +198,6 @@ static json_t *error_body(const imp_req *r, imp_err rc)
 	return api_wrap("error", err);
 }
 
-static void client_addr(struct MHD_Connection *c, char *out, size_t n)
-{
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	out[0] = '\0';
-	if(!ci || !ci->client_addr) return;
-	const struct sockaddr *sa = ci->client_addr;
-	if(sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
-	else if(sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
-}
-
 static enum MHD_Result send_error(struct MHD_Connection *c, imp_req *r, imp_err rc, const char *method, uint64_t start)
 {
 	unsigned status = api_status(rc);
@@ -232,7 +221,6 @@ static enum MHD_Result stream_begin(imp_server *srv, conn_state *cs, struct MHD_
 	r->method = method;
 	r->url = url;
 	r->body = "";
-	client_addr(c, r->addr, sizeof r->addr);
 	imp_err rc = imp_router_resolve(r);
 	if(!rc) rc = r->route->stream->open(r, &cs->sstate);
 	if(!rc) return MHD_YES;
@@ -458,7 +446,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	r->url = url;
 	r->body = cs->buf ? cs->buf : "";
 	r->body_len = cs->len;
-	client_addr(c, r->addr, sizeof r->addr);
 	cs->wreq = r;
 	if(write) {
 		/* Once the pool stops (the server is stopping), a write still arriving on a kept-alive
