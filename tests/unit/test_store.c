@@ -1961,6 +1961,13 @@ static void test_kept_reads_see_commits(void **state)
 	assert_int_equal(imp_db_delete(c->db, &imp_kind_device_template, c->acct_a, t4.id.s, -1), IMP_OK);
 	assert_int_equal(imp_store_readers_kept(c->store), 0);
 	assert_false(template_found(c, other, &t4));
+	/* nor is one made inside a pair: it commits at the pair's end */
+	r = imp_store_reader(c->store);
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+	assert_int_equal(imp_db_delete(r, &imp_kind_device_template, c->acct_a, t3.id.s, -1), IMP_OK);
+	imp_db_read_done(r);
+	assert_int_equal(imp_store_readers_kept(c->store), 0);
+	assert_false(template_found(c, other, &t3));
 	imp_db_close(&other);
 	imp_entity_clear(&t1);
 	imp_entity_clear(&t2);

@@ -662,7 +662,11 @@ imp_db *imp_store_reader(imp_store *s)
 void imp_db_read_done(imp_db *db)
 {
 	if(!db || !db->reading) return;
-	if(atomic_load(&db->held) && atomic_load(&db->store->drain)) end_kept(db);
+	/* A write made inside the pair on this connection (none is: writes go to the writer)
+	 * would otherwise wait in the kept transaction; it commits before the answer. */
+	if(atomic_load(&db->held) &&
+	   (atomic_load(&db->store->drain) || sqlite3_txn_state(db->conn, NULL) == SQLITE_TXN_WRITE))
+		end_kept(db);
 	db->reading = 0;
 	pthread_mutex_unlock(&db->use);
 }
