@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/timeutil.h"
+
 #define LOG_CAP 16384
 #define LINE_MAX_LEN 256
 
@@ -66,13 +68,7 @@ static void *flusher_run(void *arg)
 			pthread_cond_wait(&wake, &lock); /* the first line of a batch, or the stop */
 			continue;
 		}
-		struct timespec at;
-		clock_gettime(CLOCK_MONOTONIC, &at);
-		at.tv_nsec += IMP_REQLOG_FLUSH_MS * 1000000L;
-		if(at.tv_nsec >= 1000000000L) {
-			at.tv_sec++;
-			at.tv_nsec -= 1000000000L;
-		}
+		struct timespec at = imp_deadline(CLOCK_MONOTONIC, IMP_REQLOG_FLUSH_MS);
 		/* IMP_REQLOG_FLUSH_MS after the first line, whatever wakes it meanwhile */
 		while(!stopping && pthread_cond_timedwait(&wake, &lock, &at) != ETIMEDOUT) continue;
 		if(len) flush_locked();

@@ -2,11 +2,15 @@
 #ifndef IMP_TIMEUTIL_H
 #define IMP_TIMEUTIL_H
 #include <stdint.h>
+#include <time.h>
 
 #define IMP_ISO_LEN 24
 
 uint64_t imp_now_ms(void);
 uint64_t imp_mono_us(void);
+
+/* The time ms milliseconds from now on clock, for pthread_cond_timedwait. */
+struct timespec imp_deadline(clockid_t clock, unsigned ms);
 
 /* Formats ms since the epoch into out[IMP_ISO_LEN + 1]. */
 void imp_iso8601(uint64_t ms, char out[IMP_ISO_LEN + 1]);

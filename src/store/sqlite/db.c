@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/mem.h"
+#include "core/timeutil.h"
 #include "store/migrations.h"
 
 #define GROUP_MAX 1000
@@ -327,13 +328,7 @@ static void *ckpt_run(void *arg)
 			}
 			/* Read transactions kept by threads that have gone idle end within
 			 * KEPT_IDLE_MS: a kept snapshot holds back the WAL's copy past it. */
-			struct timespec t;
-			clock_gettime(CLOCK_REALTIME, &t);
-			t.tv_nsec += KEPT_IDLE_MS * 1000000L;
-			if(t.tv_nsec >= 1000000000L) {
-				t.tv_sec++;
-				t.tv_nsec -= 1000000000L;
-			}
+			struct timespec t = imp_deadline(CLOCK_REALTIME, KEPT_IDLE_MS);
 			if(pthread_cond_timedwait(&c->wake, &c->lock, &t) == ETIMEDOUT) {
 				pthread_mutex_unlock(&c->lock);
 				readers_out(s);
