@@ -68,7 +68,7 @@ static void *flusher_run(void *arg)
 			pthread_cond_wait(&wake, &lock); /* the first line of a batch, or the stop */
 			continue;
 		}
-		struct timespec at = imp_deadline(CLOCK_MONOTONIC, IMP_REQLOG_FLUSH_MS);
+		struct timespec at = imp_deadline(IMP_REQLOG_FLUSH_MS);
 		/* IMP_REQLOG_FLUSH_MS after the first line, whatever wakes it meanwhile */
 		while(!stopping && pthread_cond_timedwait(&wake, &lock, &at) != ETIMEDOUT) continue;
 		if(len) flush_locked();
@@ -83,13 +83,10 @@ imp_err imp_reqlog_open(void)
 	pthread_mutex_lock(&life);
 	pthread_mutex_lock(&lock);
 	if(opens == 0) {
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&wake, &ca);
-		pthread_condattr_destroy(&ca);
 		stopping = 0;
-		if(pthread_create(&flusher, NULL, flusher_run, NULL)) {
+		if(imp_cond_init_monotonic(&wake)) {
+			rc = IMP_ERR_IO;
+		} else if(pthread_create(&flusher, NULL, flusher_run, NULL)) {
 			pthread_cond_destroy(&wake);
 			rc = IMP_ERR_IO;
 		}

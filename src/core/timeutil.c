@@ -11,10 +11,19 @@ uint64_t imp_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-struct timespec imp_deadline(clockid_t clock, unsigned ms)
+int imp_cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+	if(pthread_condattr_init(&ca)) return -1;
+	int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) || pthread_cond_init(c, &ca) ? -1 : 0;
+	pthread_condattr_destroy(&ca);
+	return rc;
+}
+
+struct timespec imp_deadline(unsigned ms)
 {
 	struct timespec t;
-	clock_gettime(clock, &t);
+	clock_gettime(CLOCK_MONOTONIC, &t);
 	t.tv_sec += ms / 1000;
 	t.tv_nsec += (long)(ms % 1000) * 1000000L;
 	if(t.tv_nsec >= 1000000000L) {

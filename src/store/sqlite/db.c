@@ -328,7 +328,7 @@ static void *ckpt_run(void *arg)
 			}
 			/* Read transactions kept by threads that have gone idle end within
 			 * KEPT_IDLE_MS: a kept snapshot holds back the WAL's copy past it. */
-			struct timespec t = imp_deadline(CLOCK_REALTIME, KEPT_IDLE_MS);
+			struct timespec t = imp_deadline(KEPT_IDLE_MS);
 			if(pthread_cond_timedwait(&c->wake, &c->lock, &t) == ETIMEDOUT) {
 				pthread_mutex_unlock(&c->lock);
 				readers_out(s);
@@ -379,8 +379,8 @@ static int wal_hook(void *arg, sqlite3 *conn, const char *name, int pages)
 static int ckpt_start(imp_store *s)
 {
 	struct imp_ckpt *c = &s->ckpt;
+	if(imp_cond_init_monotonic(&c->wake)) return -1;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->wake, NULL);
 	c->inited = 1;
 	c->wake_pages = CKPT_PAGES;
 	c->inline_pages = CKPT_INLINE_PAGES;
