@@ -1968,7 +1968,21 @@ static void test_kept_reads_see_commits(void **state)
 	imp_db_read_done(r);
 	assert_int_equal(imp_store_readers_kept(c->store), 0);
 	assert_false(template_found(c, other, &t3));
+	/* a write through the writer inside a pair: the rest of the pair reads it */
+	imp_entity t5;
+	r = imp_store_reader(c->store);
+	assert_true(template_found(c, r, &t1));
+	assert_int_equal(imp_store_readers_kept(c->store), 1);
+	new_entity(c, c->acct_a, &t5, json_pack("{s:s, s:s}", "name", "five", "authenticationMethod", "password"));
+	w = r;
+	assert_int_equal(imp_db_begin(&w), IMP_OK);
+	assert_int_equal(imp_db_insert(w, &imp_kind_device_template, &t5, NULL), IMP_OK);
+	assert_int_equal(imp_db_commit(&w), IMP_OK);
+	assert_ptr_equal(w, r);
+	assert_true(template_found(c, r, &t5));
+	imp_db_read_done(r);
 	imp_db_close(&other);
+	imp_entity_clear(&t5);
 	imp_entity_clear(&t1);
 	imp_entity_clear(&t2);
 	imp_entity_clear(&t3);

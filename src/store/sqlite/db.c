@@ -582,10 +582,17 @@ static int kept_step(imp_db *db, const char *sql)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Ends db's kept transaction; db->use locked, db->held set. */
+/* Ends db's kept transaction; db->use locked, db->held set. A COMMIT that fails (a write
+ * made inside the pair that cannot commit is lost with it, as a failed autocommit
+ * statement's would be) is rolled back; the cached ROLLBACK needs a statement slot, so
+ * sqlite3_exec follows when that cannot run. Only a connection seen back in autocommit is
+ * no longer held: one still in its transaction is tried again at the next end. */
 static void end_kept(imp_db *db)
 {
-	if(kept_step(db, "COMMIT") != SQLITE_OK && !sqlite3_get_autocommit(db->conn)) kept_step(db, "ROLLBACK");
+	if(kept_step(db, "COMMIT") != SQLITE_OK && !sqlite3_get_autocommit(db->conn) &&
+	   kept_step(db, "ROLLBACK") != SQLITE_OK && !sqlite3_get_autocommit(db->conn))
+		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+	if(!sqlite3_get_autocommit(db->conn)) return;
 	atomic_store(&db->held, 0);
 	if(db->store) atomic_fetch_sub(&db->store->kept, 1);
 }
@@ -769,6 +776,9 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 
 static imp_err begin(imp_db **dbp, int mark)
 {
+	/* A kept read transaction would not see this write once committed: the rest of the
+	 * request reads fresh. The thread holds db->use while inside its reader pair. */
+	if((*dbp)->reading && atomic_load(&(*dbp)->held)) end_kept(*dbp);
 	imp_store *s = (*dbp)->store;
 	struct imp_writer *w = &s->writer;
 	atomic_fetch_add(&w->waiting, 1);
