@@ -111,7 +111,10 @@ static uint8_t tag_key[crypto_shorthash_siphashx24_KEYBYTES];
 static pthread_once_t tag_once = PTHREAD_ONCE_INIT;
 static int tag_ok;
 
+static __thread uint64_t key_pinned;   /* imp_auth_pin's generation, or 0 */
+
 void imp_auth_forget(void) { atomic_fetch_add(&key_gen, 1); }
+void imp_auth_pin(int on) { key_pinned = on ? atomic_load(&key_gen) : 0; }
 
 static void tag_init(void) { tag_ok = imp_random(tag_key, sizeof tag_key) == IMP_OK; }
 
@@ -128,7 +131,7 @@ static imp_err from_api_key(imp_req *r, const char *tok)
 {
 	uint8_t tag[TAG_LEN];
 	struct key_slot *slot = key_slot_of(tok, tag);
-	uint64_t gen = atomic_load(&key_gen);
+	uint64_t gen = key_pinned ? key_pinned : atomic_load(&key_gen);
 	int hit = 0;
 	pthread_mutex_lock(&key_lock);
 	if(slot && slot->gen == gen && imp_ct_equal(slot->tag, tag, TAG_LEN)) {
@@ -265,7 +268,11 @@ out:
 
 imp_err imp_auth_resolve(imp_req *r, int allow_expired)
 {
-	const char *h = api_header(r, "Authorization");
+	return imp_auth_resolve_header(r, api_header(r, "Authorization"), allow_expired);
+}
+
+imp_err imp_auth_resolve_header(imp_req *r, const char *h, int allow_expired)
+{
 	if(!h) return api_fail(r, IMP_ERR_UNAUTHORIZED, "missing_token", NULL, "an Authorization: Bearer token is required");
 	if(strncasecmp(h, "Basic ", 6) == 0) return from_basic(r, h + 6);
 	if(strncasecmp(h, "Bearer ", 7) != 0)

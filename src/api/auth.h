@@ -11,9 +11,17 @@
 /* Resolves r->who from the Authorization header. allow_expired accepts a JWT past its
  * exp (renew-session only). 401 with a reason when missing, malformed, unknown or expired. */
 imp_err imp_auth_resolve(imp_req *r, int allow_expired);
+/* The same from h, the Authorization header's value (NULL when absent). */
+imp_err imp_auth_resolve_header(imp_req *r, const char *h, int allow_expired);
 
 /* Forgets every API key remembered by imp_auth_resolve; call after a key is deleted. */
 void imp_auth_forget(void);
+
+/* Pins, for this thread, the generation imp_auth_forget moves on (or unpins with 0). A
+ * request that reads a snapshot kept from before it started pins first, then takes the
+ * snapshot: a key it remembers is then tagged with a generation no later than what it
+ * read, and a deletion committed since is never remembered as valid. */
+void imp_auth_pin(int on);
 
 /* The JWT role of account users and of end users. */
 #define IMP_ROLE_ADMIN "admin"

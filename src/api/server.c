@@ -34,8 +34,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/auth.h"
 #include "api/reqlog.h"
 #include "api/router.h"
+#include "api/template_cache.h"
 #include "core/limits.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
@@ -332,6 +334,21 @@ static void run_request(conn_state *cs, int pooled)
 	keep_answer(cs, rc);
 }
 
+/* A GET or HEAD, on the thread's kept read transaction (imp_store_reader). The caches'
+ * generations are pinned first: a cache filled from the snapshot is then tagged with one
+ * no later than the rows it read, never with one moved on by a commit the snapshot
+ * misses (an API key deleted since, kept valid). */
+static void run_read(imp_server *srv, conn_state *cs)
+{
+	imp_auth_pin(1);
+	imp_template_cache_pin(1);
+	imp_db *reader = imp_store_reader(srv->app->store);
+	run_request(cs, 0);
+	imp_db_read_done(reader);
+	imp_template_cache_pin(0);
+	imp_auth_pin(0);
+}
+
 /* A request that committed later: the rest of its handler, on this (HTTP) thread. */
 static void finish_request(imp_server *srv, conn_state *cs)
 {
@@ -464,11 +481,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		pthread_mutex_unlock(&srv->wlock);
 		if(queued) return MHD_YES;
 	}
-	/* Reads do not use imp_store_reader yet: its snapshot is taken before the handler reads
-	 * the API key and template caches' generations, so a miss could fill a cache with rows
-	 * older than a generation it was tagged with (a deleted API key kept valid). The
-	 * generations must be read before the snapshot first (bench/README.md, tenth pass). */
-	run_request(cs, 0);
+	if(write) run_request(cs, 0);
+	else run_read(srv, cs);
 	if(!write) cs->wreq = NULL;   /* on the stack */
 	return send_answer(c, cs, r, method);
 }

@@ -19,6 +19,7 @@ struct slot {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot slots[SLOTS];
 static atomic_uint_fast64_t generation = 1;
+static __thread uint64_t pinned;   /* imp_template_cache_pin's generation, or 0 */
 
 static json_t *take_doc(imp_db *db, const imp_kind *k, const imp_entity *e, void *arg)
 {
@@ -51,7 +52,7 @@ static unsigned slot_of(const char *tid) { return imp_id_hash(tid) % SLOTS; }
 imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, json_t **channels, json_t **fields)
 {
 	struct slot *s = &slots[slot_of(tid)];
-	uint64_t gen = atomic_load(&generation);
+	uint64_t gen = imp_template_cache_generation();
 	json_t *chs = NULL;
 	int hit = 0;
 	if(channels) *channels = NULL;
@@ -98,4 +99,5 @@ imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, jso
 }
 
 void imp_template_cache_forget(void) { atomic_fetch_add(&generation, 1); }
-uint64_t imp_template_cache_generation(void) { return atomic_load(&generation); }
+uint64_t imp_template_cache_generation(void) { return pinned ? pinned : atomic_load(&generation); }
+void imp_template_cache_pin(int on) { pinned = on ? atomic_load(&generation) : 0; }

@@ -17,7 +17,14 @@ imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, jso
 
 void imp_template_cache_forget(void);
 /* Moves on at every imp_template_cache_forget: a copy taken from the cache at or after
- * reading generation g is current while this still says g. */
+ * reading generation g is current while this still says g. While the thread has it
+ * pinned, the pinned one. */
 uint64_t imp_template_cache_generation(void);
+
+/* Pins, for this thread, the generation read now (or unpins with 0): the cache then reads
+ * and fills as of it. A request reading a snapshot kept from before it started pins
+ * before it takes the snapshot, so what it puts in the cache is tagged with a generation
+ * no later than the rows it read (see imp_auth_pin). */
+void imp_template_cache_pin(int on);
 
 #endif
