@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -33,14 +34,20 @@ typedef struct {
 	imp_id actor;
 } ctx;
 
+/* Every file a test made in dir (stores of other names too: their -wal, -shm, -feed and
+ * -status files), then dir. */
 static void remove_store_files(const char *dir)
 {
-	static const char *const names[] = {"store.db", "store.db-wal", "store.db-shm", "store.db-feed", "store.db-status", "other.db",
-	                                    "other.db-wal", "other.db-shm", NULL};
-	char p[256];
-	for(int i = 0; names[i]; i++) {
-		snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-		unlink(p);
+	DIR *d = opendir(dir);
+	if(d) {
+		struct dirent *e;
+		char p[512];
+		while((e = readdir(d))) {
+			if(strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+			unlink(p);
+		}
+		closedir(d);
 	}
 	rmdir(dir);
 }
