@@ -271,7 +271,9 @@ static imp_render_cache *thread_cache(const imp_entity *e)
 static imp_err device_channels_text(imp_db *db, const imp_entity *e, imp_jtext *t, imp_render_cache *cache)
 {
 	imp_render_cache local = {0};
-	if(!cache) cache = thread_cache(e);
+	/* Not from inside a write transaction: what it reads there may yet be rolled back
+	 * (imp_db_in_write). */
+	if(!cache && !imp_db_in_write(db)) cache = thread_cache(e);
 	int one = !cache;   /* a single device: no pieces worth making */
 	if(one) cache = &local;
 	imp_err rc = channel_templates(db, e, cache);

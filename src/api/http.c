@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/auth.h"
 #include "api/jsontext.h"
 #include "api/router.h"
+#include "api/template_cache.h"
 #include "core/mem.h"
 #include "core/limits.h"
 
@@ -259,4 +261,20 @@ imp_err api_audit(imp_req *r, const char *action, const char *entity_type, const
 	};
 	imp_err rc = imp_db_audit(r->db, &a);
 	return rc ? api_fail(r, rc, NULL, NULL, "could not write the audit entry") : IMP_OK;
+}
+
+imp_db *api_read_begin(imp_app *app)
+{
+	imp_auth_pin(1);
+	imp_template_cache_pin(1);
+	imp_db *db = imp_store_reader(app->store);
+	if(!db) api_read_end(NULL);
+	return db;
+}
+
+void api_read_end(imp_db *db)
+{
+	imp_db_read_done(db);
+	imp_template_cache_pin(0);
+	imp_auth_pin(0);
 }

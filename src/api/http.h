@@ -180,6 +180,14 @@ const char *api_header(imp_req *r, const char *name);
  * need it), or "" when unknown. */
 const char *api_client_addr(imp_req *r);
 
+/* A GET's view of the store and of the memory caches, as of now: the caches' generations
+ * pinned first (imp_auth_pin, imp_template_cache_pin), then the thread's kept read
+ * transaction (imp_store_reader), so a copy a cache makes from the snapshot is tagged with a
+ * generation no later than its rows. NULL when the store is not available (the pins are
+ * then already undone). Ended by api_read_end, which takes NULL too. */
+imp_db *api_read_begin(imp_app *app);
+void api_read_end(imp_db *db);
+
 /* Version numbers to and from their opaque text. */
 void api_version_text(int64_t v, char out[24]);
 

@@ -34,10 +34,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/auth.h"
 #include "api/reqlog.h"
 #include "api/router.h"
-#include "api/template_cache.h"
 #include "core/limits.h"
 #include "core/mem.h"
 #include "core/timeutil.h"
@@ -334,19 +332,16 @@ static void run_request(conn_state *cs, int pooled)
 	keep_answer(cs, rc);
 }
 
-/* A GET or HEAD, on the thread's kept read transaction (imp_store_reader). The caches'
- * generations are pinned first: a cache filled from the snapshot is then tagged with one
- * no later than the rows it read, never with one moved on by a commit the snapshot
- * misses (an API key deleted since, kept valid). */
+/* A GET or HEAD, on the thread's kept read transaction with the caches' generations
+ * pinned before it (api_read_begin): a cache filled from the snapshot is never tagged with
+ * a generation moved on by a commit the snapshot misses (an API key deleted since, kept
+ * valid). */
 static void run_read(imp_server *srv, conn_state *cs)
 {
-	imp_auth_pin(1);
-	imp_template_cache_pin(1);
-	imp_db *reader = imp_store_reader(srv->app->store);
-	run_request(cs, 0);
-	imp_db_read_done(reader);
-	imp_template_cache_pin(0);
-	imp_auth_pin(0);
+	imp_db *reader = api_read_begin(srv->app);
+	if(reader) run_request(cs, 0);
+	else keep_answer(cs, api_fail(cs->wreq, IMP_ERR_STORE, NULL, NULL, "the store is not available"));
+	api_read_end(reader);
 }
 
 /* A request that committed later: the rest of its handler, on this (HTTP) thread. */

@@ -81,8 +81,11 @@ imp_err imp_template_cache_get(imp_db *db, int64_t account, const char *tid, jso
 	json_t *c = json_incref(chs), *f = json_incref(*fields);
 	if(channels) *channels = chs;
 	else json_decref(chs);
+	/* Read inside a write transaction, these may hold another request's changes that its
+	 * group could still roll back (no forget would follow): used, not kept. */
+	int keep = !imp_db_in_write(db);
 	pthread_mutex_lock(&lock);
-	if(c && f && atomic_load(&generation) == gen) {
+	if(c && f && keep && atomic_load(&generation) == gen) {
 		json_decref(s->channels);
 		json_decref(s->fields);
 		snprintf(s->tid, sizeof s->tid, "%s", tid);

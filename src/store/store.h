@@ -36,7 +36,10 @@ imp_db *imp_store_db(imp_store *s);
  * statement this thread runs outside the pair; and, so that it never holds the WAL back,
  * when the store's checkpointer finds it idle (every 50 ms) or the writer needs the WAL to
  * start over. For requests that read and then answer; every call is paired with
- * imp_db_read_done. Writes inside the pair still go to the writer (imp_db_begin). */
+ * imp_db_read_done. Writes inside the pair still go to the writer (imp_db_begin), and the
+ * pair's reads after one see it. NULL when the thread's connection cannot be opened, or
+ * when its kept transaction would not end (SQLite refused COMMIT and ROLLBACK): the caller
+ * answers as when the store is unavailable, rather than read an older snapshot. */
 imp_db *imp_store_reader(imp_store *s);
 /* Ends imp_store_reader's pair (NULL: nothing to do). */
 void imp_db_read_done(imp_db *db);
@@ -99,6 +102,11 @@ imp_err imp_db_undo(imp_db *db);
 
 /* Rows inserted, updated or deleted on db since it opened: tells whether a step wrote. */
 int64_t imp_db_writes(imp_db *db);
+
+/* Whether db is inside a write transaction (between imp_db_begin and commit, the writer's
+ * open group): what it reads may be another request's work that is not committed yet and
+ * may still be rolled back, so a cache must not keep it. */
+int imp_db_in_write(imp_db *db);
 
 /* One stored entity: the meta fields every entity has, and doc, the JSON object of the
  * kind's fields (including the ones the store keeps in columns). */

@@ -1,8 +1,9 @@
-/* Unit tests for the caches' pins (imp_auth_pin, imp_template_cache_pin): a request that
- * reads a snapshot kept from before a change, as the server's GETs do (imp_store_reader),
- * must never leave the cache a copy from that snapshot tagged as current after it. Each
- * test makes the change from another connection while the snapshot is held, then checks
- * that a later request, outside any snapshot, sees the change. */
+/* Unit tests for what the memory caches may keep. A GET reads a snapshot kept from before
+ * a change (api_read_begin: the caches' pins, then imp_store_reader) and must never leave
+ * a cache a copy from that snapshot tagged as current after it: each such test makes the
+ * change from another connection while the snapshot is held, then checks that a later
+ * request, outside any snapshot, sees the change. And what a write transaction reads
+ * before it commits is never kept. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,23 +83,16 @@ static void insert(ctx *c, imp_db *db, const imp_kind *k, json_t *doc, const cha
 	imp_entity_clear(&e);
 }
 
-/* Begins a GET as the server does: the pins, then the kept snapshot. */
+/* Begins a GET as the server does (api_read_begin: the pins, then the kept snapshot). */
 static imp_db *get_begins(ctx *c)
 {
-	imp_auth_pin(1);
-	imp_template_cache_pin(1);
-	imp_db *r = imp_store_reader(c->app.store);
+	imp_db *r = api_read_begin(&c->app);
 	assert_ptr_equal(r, c->db);
 	assert_int_equal(imp_store_readers_kept(c->app.store), 1);
 	return r;
 }
 
-static void get_ends(imp_db *r)
-{
-	imp_db_read_done(r);
-	imp_template_cache_pin(0);
-	imp_auth_pin(0);
-}
+static void get_ends(imp_db *r) { api_read_end(r); }
 
 static imp_err resolve(ctx *c, imp_db *db, const char *key)
 {
@@ -190,12 +184,33 @@ static void test_template_change_not_hidden(void **state)
 	assert_int_equal(channels_now(c, c->db, tid.s), 3);
 }
 
+/* Read inside a write transaction, a template's channels include work that may still be
+ * rolled back: they are used but not kept. */
+static void test_uncommitted_not_kept(void **state)
+{
+	ctx *c = *state;
+	imp_id tid;
+	insert(c, c->db, &imp_kind_device_template,
+	       json_pack("{s:s, s:s}", "name", "t", "authenticationMethod", "password"), NULL, &tid);
+	insert(c, c->db, &imp_kind_channel_template, channel(tid.s, "one"), NULL, NULL);
+	imp_db *w = c->db;
+	assert_int_equal(imp_db_begin(&w), IMP_OK);
+	assert_true(imp_db_in_write(w));
+	insert(c, w, &imp_kind_channel_template, channel(tid.s, "two"), NULL, NULL);
+	assert_int_equal(channels_now(c, w, tid.s), 2);
+	imp_db_rollback(&w);
+	assert_ptr_equal(w, c->db);
+	assert_false(imp_db_in_write(w));
+	assert_int_equal(channels_now(c, c->db, tid.s), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_deleted_api_key_not_remembered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_api_key_remembered_when_current, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_template_change_not_hidden, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uncommitted_not_kept, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -258,6 +258,11 @@ static void end_kept(imp_db *db);
 static void db_close(imp_db *db)
 {
 	if(atomic_load(&db->held)) end_kept(db);
+	if(atomic_load(&db->held)) {
+		/* It would not end; closing the connection rolls it back. */
+		atomic_store(&db->held, 0);
+		if(db->store) atomic_fetch_sub(&db->store->kept, 1);
+	}
 	imp_feed_close(&db->feed);
 	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
 		if(db->cache[i].sql) {
@@ -600,18 +605,19 @@ static void end_kept(imp_db *db)
 /* Begins a transaction to keep, on db (db->use locked, none held), when it can tell the
  * snapshot SQLite gives it: the header is the same before and after the transaction takes
  * it, so it is that header's. Otherwise (a commit in between, or the WAL index not mapped
- * before the connection's first read) this request reads as every statement would alone. */
-static void start_kept(imp_db *db)
+ * before the connection's first read) this request reads as every statement would alone.
+ * 1 when it keeps one; on 0, db->held is still set only when the transaction it began
+ * would not end (end_kept), and its snapshot then matches no header. */
+static int start_kept(imp_db *db)
 {
 	unsigned char before[WAL_HEADER], after[WAL_HEADER];
 	const volatile unsigned char *w = store__wal_index(db->conn);
-	if(!wal_header(w, before) || kept_step(db, "BEGIN") != SQLITE_OK) return;
-	if(kept_step(db, "SELECT 1 FROM sqlite_schema LIMIT 1") != SQLITE_OK || !wal_header(w, after) ||
-	   memcmp(before, after, WAL_HEADER) != 0) {
-		kept_step(db, "COMMIT");
-		return;
-	}
-	memcpy(db->snapshot, before, WAL_HEADER);
+	if(!wal_header(w, before) || kept_step(db, "BEGIN") != SQLITE_OK) return 0;
+	int exact = kept_step(db, "SELECT 1 FROM sqlite_schema LIMIT 1") == SQLITE_OK && wal_header(w, after) &&
+	            memcmp(before, after, WAL_HEADER) == 0;
+	if(exact) memcpy(db->snapshot, before, WAL_HEADER);
+	else memset(db->snapshot, 0, WAL_HEADER);   /* no header has isInit 0 */
+	/* Held from BEGIN on, so that one which will not end is counted and retried. */
 	atomic_store(&db->held, 1);
 	imp_store *s = db->store;
 	if(atomic_fetch_add(&s->kept, 1) == 0 && s->ckpt.started) {
@@ -620,6 +626,15 @@ static void start_kept(imp_db *db)
 		pthread_cond_signal(&s->ckpt.wake);
 		pthread_mutex_unlock(&s->ckpt.lock);
 	}
+	if(!exact) end_kept(db);
+	return exact;
+}
+
+/* Whether db's kept transaction still sees every commit: the header is its own. */
+static int kept_current(imp_db *db)
+{
+	unsigned char now[WAL_HEADER];
+	return wal_header(store__wal_index(db->conn), now) && memcmp(now, db->snapshot, WAL_HEADER) == 0;
 }
 
 /* Before a statement outside imp_store_reader's pair: that may be a write, or a read that
@@ -650,14 +665,18 @@ imp_db *imp_store_reader(imp_store *s)
 	imp_db *db = imp_store_db(s);
 	if(!db) return NULL;
 	pthread_mutex_lock(&db->use);
-	db->reading = 1;
-	int drain = atomic_load(&s->drain);
+	int drain = atomic_load(&s->drain), current = 0;
 	if(atomic_load(&db->held)) {
-		unsigned char now[WAL_HEADER];
-		if(drain || !wal_header(store__wal_index(db->conn), now) || memcmp(now, db->snapshot, WAL_HEADER) != 0)
-			end_kept(db);
+		if(!drain && kept_current(db)) current = 1;
+		else end_kept(db);
 	}
-	if(!atomic_load(&db->held) && !drain) start_kept(db);
+	if(!atomic_load(&db->held) && !drain) current = start_kept(db);
+	if(atomic_load(&db->held) && !current) {
+		/* A transaction that would not end: its snapshot may be older than a fresh one. */
+		pthread_mutex_unlock(&db->use);
+		return NULL;
+	}
+	db->reading = 1;
 	return db;
 }
 
@@ -901,6 +920,7 @@ void imp_db_rollback(imp_db **dbp)
 imp_err imp_db_undo(imp_db *db) { return writer_exec(db, "ROLLBACK TO request"); }
 
 int64_t imp_db_writes(imp_db *db) { return sqlite3_total_changes64(db->conn); }
+int imp_db_in_write(imp_db *db) { return sqlite3_txn_state(db->conn, NULL) == SQLITE_TXN_WRITE; }
 
 imp_err imp_db_ping(imp_db *db)
 {
