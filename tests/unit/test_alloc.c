@@ -9,7 +9,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "core/ratelimit.h"
 #include "core/timeutil.h"
 #include "store/store.h"
+#include "unit_util.h"
 
 #define N_MAX 500 /* far more allocations than any scenario here makes */
 
@@ -138,18 +138,7 @@ static int remove_dir(void **state)
 {
 	(void)state;
 	imp_mem_fail_after(-1);
-	DIR *d = opendir(dir);
-	if(d) {
-		struct dirent *de;
-		char p[512];
-		while((de = readdir(d))) {
-			if(strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-			snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(dir);
+	unit_remove_tree(dir);
 	return 0;
 }
 

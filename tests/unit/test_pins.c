@@ -20,6 +20,7 @@
 #include "core/ids.h"
 #include "core/kind.h"
 #include "store/store.h"
+#include "unit_util.h"
 
 typedef struct {
 	char dir[64];
@@ -30,18 +31,6 @@ typedef struct {
 	int64_t account;
 	imp_id account_id;
 } ctx;
-
-static void remove_files(const char *dir)
-{
-	static const char *const names[] = {"store.db", "store.db-wal", "store.db-shm", "store.db-feed",
-	                                    "store.db-status", "keys.json", NULL};
-	char p[256];
-	for(int i = 0; names[i]; i++) {
-		snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-		unlink(p);
-	}
-	rmdir(dir);
-}
 
 static int setup(void **state)
 {
@@ -67,7 +56,7 @@ static int teardown(void **state)
 	ctx *c = *state;
 	imp_db_close(&c->other);
 	imp_store_close(&c->app.store);
-	remove_files(c->dir);
+	unit_remove_tree(c->dir);
 	free(c);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include "core/files.h"
 #include "core/mem.h"
 #include "core/servertls.h"
+#include "unit_util.h"
 #include "core/x509.h"
 
 static X509 *load(const char *pem)
@@ -134,9 +135,7 @@ static int make_dir(void **state)
 
 static int remove_dir(void **state)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	unit_remove_tree(dir);
 	return 0;
 }
 

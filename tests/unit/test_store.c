@@ -7,7 +7,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include "core/timeutil.h"
 #include "store/migrations.h"
 #include "store/store.h"
+#include "unit_util.h"
 
 typedef struct {
 	char dir[64];
@@ -33,24 +33,6 @@ typedef struct {
 	imp_id acct_a_id, acct_b_id;
 	imp_id actor;
 } ctx;
-
-/* Every file a test made in dir (stores of other names too: their -wal, -shm, -feed and
- * -status files), then dir. */
-static void remove_store_files(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if(d) {
-		struct dirent *e;
-		char p[512];
-		while((e = readdir(d))) {
-			if(strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(dir);
-}
 
 static int setup(void **state)
 {
@@ -74,7 +56,7 @@ static int teardown(void **state)
 	ctx *c = *state;
 	imp_store_close(&c->store);
 	assert_null(c->store);
-	remove_store_files(c->dir);
+	unit_remove_tree(c->dir);
 	free(c);
 	return 0;
 }

@@ -26,6 +26,7 @@
 #include "core/mem.h"
 #include "core/timeutil.h"
 #include "core/x509.h"
+#include "unit_util.h"
 
 #define DAY_S     86400L
 #define NOT_CHAIN "not self-signed nor signed by a certificate authority of the account"
@@ -818,24 +819,6 @@ static void test_allocation_failures(void **state)
 
 static char data_dir[64];
 
-static void remove_tree(const char *path)
-{
-	DIR *d = opendir(path);
-	if(d) {
-		struct dirent *de;
-		char p[512];
-		while((de = readdir(d))) {
-			if(strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-			snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-			remove_tree(p);
-		}
-		closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 static int make_data_dir(void **state)
 {
 	(void)state;
@@ -847,7 +830,7 @@ static int remove_data_dir(void **state)
 {
 	(void)state;
 	imp_mem_fail_after(-1);
-	remove_tree(data_dir);
+	unit_remove_tree(data_dir);
 	return 0;
 }
 
