@@ -125,11 +125,11 @@ sqlite3_stmt *store__stmt_rebound(imp_db *db, const char *sql)
 }
 
 static sqlite3_stmt *lookup_stmt(imp_db *db, const char *sql, uint32_t h, int unbind);
-static void leave_kept(imp_db *db);
+static int leave_kept(imp_db *db);
 
 static sqlite3_stmt *cached_stmt(imp_db *db, const char *sql, uint32_t h, int unbind)
 {
-	leave_kept(db);
+	if(leave_kept(db)) return NULL;
 	return lookup_stmt(db, sql, h, unbind);
 }
 
@@ -216,7 +216,7 @@ imp_err store__rc(int rc)
 
 imp_err store__exec(imp_db *db, const char *sql)
 {
-	leave_kept(db);
+	if(leave_kept(db)) return IMP_ERR_STORE;
 	return store__rc(sqlite3_exec(db->conn, sql, NULL, NULL, NULL));
 }
 
@@ -638,13 +638,16 @@ static int kept_current(imp_db *db)
 }
 
 /* Before a statement outside imp_store_reader's pair: that may be a write, or a read that
- * must see this thread's own commit since. */
-static void leave_kept(imp_db *db)
+ * must see this thread's own commit since. Nonzero when a kept transaction would not end
+ * (end_kept): the statement must not run in its older snapshot. */
+static int leave_kept(imp_db *db)
 {
-	if(!atomic_load_explicit(&db->held, memory_order_acquire) || db->reading) return;
+	if(!atomic_load_explicit(&db->held, memory_order_acquire) || db->reading) return 0;
 	pthread_mutex_lock(&db->use);
 	if(atomic_load(&db->held)) end_kept(db);
+	int stuck = atomic_load(&db->held);
 	pthread_mutex_unlock(&db->use);
+	return stuck;
 }
 
 /* Ends every kept transaction whose thread is not inside a request. */
@@ -796,8 +799,12 @@ static imp_err writer_finish(struct imp_writer *w, int failed_self, int now)
 static imp_err begin(imp_db **dbp, int mark)
 {
 	/* A kept read transaction would not see this write once committed: the rest of the
-	 * request reads fresh. The thread holds db->use while inside its reader pair. */
-	if((*dbp)->reading && atomic_load(&(*dbp)->held)) end_kept(*dbp);
+	 * request reads fresh (or, when it would not end, the write is refused). The thread
+	 * holds db->use while inside its reader pair. */
+	if((*dbp)->reading && atomic_load(&(*dbp)->held)) {
+		end_kept(*dbp);
+		if(atomic_load(&(*dbp)->held)) return IMP_ERR_STORE;   /* it would not end */
+	}
 	imp_store *s = (*dbp)->store;
 	struct imp_writer *w = &s->writer;
 	atomic_fetch_add(&w->waiting, 1);
