@@ -91,15 +91,22 @@ static imp_err resolve(ctx *c, imp_db *db, const char *key)
 	return imp_auth_resolve_header(&r, h, 0);
 }
 
+/* A stored API key with scope; its text in key. */
+static void new_api_key(ctx *c, const char *scope, char key[IMP_API_KEY_LEN + 1], imp_id *id)
+{
+	char hash[65];
+	assert_int_equal(imp_api_key_new(&c->app.keys, key, hash), IMP_OK);
+	insert(c, c->db, &imp_kind_api_key, json_pack("{s:s, s:[s]}", "name", "k", "scopes", scope), hash, id);
+}
+
 /* An API key deleted while a GET holds a snapshot from before: that GET may still take the
  * key (it runs as if a moment earlier), but the key is not remembered as valid after. */
 static void test_deleted_api_key_not_remembered(void **state)
 {
 	ctx *c = *state;
-	char key[IMP_API_KEY_LEN + 1], hash[65];
+	char key[IMP_API_KEY_LEN + 1];
 	imp_id key_id;
-	assert_int_equal(imp_api_key_new(&c->app.keys, key, hash), IMP_OK);
-	insert(c, c->db, &imp_kind_api_key, json_pack("{s:s, s:[s]}", "name", "k", "scopes", "admin"), hash, &key_id);
+	new_api_key(c, "admin", key, &key_id);
 
 	imp_db *r = get_begins(c);
 	assert_int_equal(imp_db_delete(c->other, &imp_kind_api_key, c->account, key_id.s, -1), IMP_OK);
@@ -117,10 +124,9 @@ static void test_deleted_api_key_not_remembered(void **state)
 static void test_api_key_remembered_when_current(void **state)
 {
 	ctx *c = *state;
-	char key[IMP_API_KEY_LEN + 1], hash[65];
+	char key[IMP_API_KEY_LEN + 1];
 	imp_id key_id;
-	assert_int_equal(imp_api_key_new(&c->app.keys, key, hash), IMP_OK);
-	insert(c, c->db, &imp_kind_api_key, json_pack("{s:s, s:[s]}", "name", "k", "scopes", "read"), hash, &key_id);
+	new_api_key(c, "read", key, &key_id);
 	imp_db *r = get_begins(c);
 	assert_int_equal(resolve(c, r, key), IMP_OK);
 	get_ends(r);
