@@ -253,16 +253,13 @@ static imp_err db_open(const char *path, int flags, imp_db **out)
 	return IMP_OK;
 }
 
-static void end_kept(imp_db *db);
+static int end_kept(imp_db *db);
+static void unhold(imp_db *db);
 
 static void db_close(imp_db *db)
 {
-	if(atomic_load(&db->held)) end_kept(db);
-	if(atomic_load(&db->held)) {
-		/* It would not end; closing the connection rolls it back. */
-		atomic_store(&db->held, 0);
-		if(db->store) atomic_fetch_sub(&db->store->kept, 1);
-	}
+	/* One that would not end is rolled back by closing the connection. */
+	if(atomic_load(&db->held) && end_kept(db)) unhold(db);
 	imp_feed_close(&db->feed);
 	for(unsigned i = 0; i < IMP_STMT_CACHE; i++) {
 		if(db->cache[i].sql) {
@@ -591,13 +588,20 @@ static int kept_step(imp_db *db, const char *sql)
  * made inside the pair that cannot commit is lost with it, as a failed autocommit
  * statement's would be) is rolled back; the cached ROLLBACK needs a statement slot, so
  * sqlite3_exec follows when that cannot run. Only a connection seen back in autocommit is
- * no longer held: one still in its transaction is tried again at the next end. */
-static void end_kept(imp_db *db)
+ * no longer held: one still in its transaction is tried again at the next end. Nonzero
+ * when it would not end (db->held still set). */
+static int end_kept(imp_db *db)
 {
 	if(kept_step(db, "COMMIT") != SQLITE_OK && !sqlite3_get_autocommit(db->conn) &&
 	   kept_step(db, "ROLLBACK") != SQLITE_OK && !sqlite3_get_autocommit(db->conn))
 		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
-	if(!sqlite3_get_autocommit(db->conn)) return;
+	if(!sqlite3_get_autocommit(db->conn)) return 1;
+	unhold(db);
+	return 0;
+}
+
+static void unhold(imp_db *db)
+{
 	atomic_store(&db->held, 0);
 	if(db->store) atomic_fetch_sub(&db->store->kept, 1);
 }
@@ -644,8 +648,7 @@ static int leave_kept(imp_db *db)
 {
 	if(!atomic_load_explicit(&db->held, memory_order_acquire) || db->reading) return 0;
 	pthread_mutex_lock(&db->use);
-	if(atomic_load(&db->held)) end_kept(db);
-	int stuck = atomic_load(&db->held);
+	int stuck = atomic_load(&db->held) && end_kept(db);
 	pthread_mutex_unlock(&db->use);
 	return stuck;
 }
@@ -688,9 +691,7 @@ void imp_db_read_done(imp_db *db)
 	if(!db || !db->reading) return;
 	/* A write made inside the pair on this connection (none is: writes go to the writer)
 	 * would otherwise wait in the kept transaction; it commits before the answer. */
-	if(atomic_load(&db->held) &&
-	   (atomic_load(&db->store->drain) || sqlite3_txn_state(db->conn, NULL) == SQLITE_TXN_WRITE))
-		end_kept(db);
+	if(atomic_load(&db->held) && (atomic_load(&db->store->drain) || imp_db_in_write(db))) end_kept(db);
 	db->reading = 0;
 	pthread_mutex_unlock(&db->use);
 }
@@ -801,10 +802,7 @@ static imp_err begin(imp_db **dbp, int mark)
 	/* A kept read transaction would not see this write once committed: the rest of the
 	 * request reads fresh (or, when it would not end, the write is refused). The thread
 	 * holds db->use while inside its reader pair. */
-	if((*dbp)->reading && atomic_load(&(*dbp)->held)) {
-		end_kept(*dbp);
-		if(atomic_load(&(*dbp)->held)) return IMP_ERR_STORE;   /* it would not end */
-	}
+	if((*dbp)->reading && atomic_load(&(*dbp)->held) && end_kept(*dbp)) return IMP_ERR_STORE;
 	imp_store *s = (*dbp)->store;
 	struct imp_writer *w = &s->writer;
 	atomic_fetch_add(&w->waiting, 1);
